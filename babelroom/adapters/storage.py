@@ -1,0 +1,145 @@
+"""Blob and queue storage: rooms, closed segment audio and the segment queue.
+
+The same azure-storage SDK calls run against Azurite in the twin and against Azure Storage in
+production (identity-based when `AzureWebJobsStorage__accountName` is set).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.storage.blob import BlobBlock, BlobServiceClient
+from azure.storage.blob.aio import BlobServiceClient as AioBlobServiceClient
+from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
+
+from ..rooms import Member, Room
+
+AZURITE = (
+    "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+    "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
+    "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;QueueEndpoint=http://127.0.0.1:10001/devstoreaccount1;"
+    "TableEndpoint=http://127.0.0.1:10002/devstoreaccount1;"
+)
+ROOMS_CONTAINER = "rooms"
+
+
+def connection_string(value: str) -> str:
+    return AZURITE if value.strip() == "UseDevelopmentStorage=true" else value
+
+
+def _identity(env: Mapping[str, str]) -> tuple[str, Any] | None:
+    account = env.get("AzureWebJobsStorage__accountName")
+    if not account:
+        return None
+    from azure.identity import ManagedIdentityCredential
+
+    return account, ManagedIdentityCredential(client_id=env.get("AZURE_CLIENT_ID") or None)
+
+
+def blob_service(env: Mapping[str, str]) -> BlobServiceClient:
+    ident = _identity(env)
+    if ident:
+        return BlobServiceClient(f"https://{ident[0]}.blob.core.windows.net", credential=ident[1])
+    return BlobServiceClient.from_connection_string(connection_string(env.get("AzureWebJobsStorage", "")))
+
+
+def aio_blob_service(env: Mapping[str, str]) -> AioBlobServiceClient:
+    ident = _identity(env)
+    if ident:
+        from azure.identity.aio import ManagedIdentityCredential
+
+        cred = ManagedIdentityCredential(client_id=env.get("AZURE_CLIENT_ID") or None)
+        return AioBlobServiceClient(f"https://{ident[0]}.blob.core.windows.net", credential=cred)
+    return AioBlobServiceClient.from_connection_string(connection_string(env.get("AzureWebJobsStorage", "")))
+
+
+def queue_client(env: Mapping[str, str], name: str) -> QueueClient:
+    """Base64 messages, as the Functions queue trigger expects by default."""
+    kw: dict[str, Any] = {
+        "message_encode_policy": TextBase64EncodePolicy(),
+        "message_decode_policy": TextBase64DecodePolicy(),
+    }
+    ident = _identity(env)
+    if ident:
+        return QueueClient(f"https://{ident[0]}.queue.core.windows.net", name, credential=ident[1], **kw)
+    conn = connection_string(env.get("AzureWebJobsStorage", ""))
+    return QueueClient.from_connection_string(conn, name, **kw)
+
+
+def ensure(env: Mapping[str, str], containers: list[str], queues: list[str]) -> None:
+    """Create containers and queues once at start; both exist already in a Bicep deployment."""
+    svc = blob_service(env)
+    for c in containers:
+        try:
+            svc.create_container(c)
+        except ResourceExistsError:
+            pass
+    for q in queues:
+        try:
+            queue_client(env, q).create_queue()
+        except ResourceExistsError:
+            pass
+
+
+class BlobRoomStore:
+    """rooms/{roomId}.json and rooms/{roomId}/members/{memberId}.json."""
+
+    def __init__(self, service: AioBlobServiceClient) -> None:
+        self.container = service.get_container_client(ROOMS_CONTAINER)
+
+    async def _put(self, name: str, doc: dict[str, Any]) -> None:
+        await self.container.upload_blob(name, json.dumps(doc).encode(), overwrite=True)
+
+    async def _get(self, name: str) -> dict[str, Any] | None:
+        try:
+            stream = await self.container.download_blob(name)
+            return json.loads(await stream.readall())
+        except ResourceNotFoundError:
+            return None
+
+    async def save_room(self, room: Room) -> None:
+        await self._put(f"{room.room_id}.json", room.to_json())
+
+    async def get_room(self, room_id: str) -> Room | None:
+        doc = await self._get(f"{room_id}.json")
+        return Room.from_json(doc) if doc else None
+
+    async def save_member(self, member: Member) -> None:
+        await self._put(f"{member.room_id}/members/{member.member_id}.json", member.to_json())
+
+    async def get_member(self, room_id: str, member_id: str) -> Member | None:
+        doc = await self._get(f"{room_id}/members/{member_id}.json")
+        return Member.from_json(doc) if doc else None
+
+    async def ping(self) -> None:
+        await self.container.get_container_properties()
+
+
+class SegmentStore:
+    """Closed segment audio as block blobs; block ids are deterministic so retries are idempotent."""
+
+    def __init__(self, service: BlobServiceClient, container: str) -> None:
+        self.container = service.get_container_client(container)
+
+    @staticmethod
+    def blob_name(speaker: str, turn: str, index: int) -> str:
+        return f"{speaker}/{turn}/{index:04d}.pcm"
+
+    def stage(self, name: str, block_id: str, pcm: bytes) -> None:
+        self.container.get_blob_client(name).stage_block(block_id, pcm)
+
+    def commit(self, name: str, blocks: list[str], tail: bytes) -> None:
+        blob = self.container.get_blob_client(name)
+        ids = list(blocks)
+        if tail:
+            ids.append("tail00")
+            blob.stage_block("tail00", tail)
+        blob.commit_block_list([BlobBlock(block_id=b) for b in ids])
+
+
+async def read_segment(service: AioBlobServiceClient, container: str, name: str) -> bytes:
+    stream = await service.get_container_client(container).download_blob(name)
+    return await stream.readall()

@@ -1,0 +1,24 @@
+"""The broadcaster port: where server messages (docs/protocol.md §4) go.
+
+The Web PubSub adapter (`babelroom.adapters.webpubsub`) uses azure-messaging-webpubsubservice; the
+same client talks to Azure and to the twin's gateway.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+
+class Broadcaster(Protocol):
+    async def to_group(self, group: str, message: dict[str, Any]) -> None: ...
+
+    async def to_connection(self, connection_id: str, message: dict[str, Any]) -> None: ...
+
+    async def add_to_group(self, group: str, connection_id: str) -> None: ...
+
+    async def remove_from_group(self, group: str, connection_id: str) -> None: ...
+
+
+def group_name(room_id: str, language: str) -> str:
+    """One Web PubSub group per room and listener language."""
+    return f"{room_id}.{language}"

@@ -1,0 +1,200 @@
+"""The speaker segmenter: the flush policy of the speaker entity, as a pure state machine.
+
+Frames arrive as client events, possibly late, out of order or twice. The segmenter puts them in
+`seq` order, drops duplicates, and closes a segment at ~3 s of audio, ~1 MB, the end of the turn or
+a silence flag, whichever comes first, so long turns are translated while the person still
+speaks. Its state is plain JSON so a Durable Entity can hold it; audio beyond STATE_LIMIT is
+handed out as a `Spill` for Blob storage, so entity state stays small.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from typing import Any
+
+BYTES_PER_SECOND = 16_000 * 2
+MAX_SEGMENT_SECONDS = 3.0
+MAX_SEGMENT_BYTES = 1 << 20
+STATE_LIMIT = 48 * 1024  # PCM kept inline in entity state before it spills to Blob
+MAX_PENDING = 64  # frames held behind a gap before the gap is given up
+KEEP_DONE_TURNS = 8
+
+
+@dataclass(frozen=True)
+class Spill:
+    """Audio of the open segment to stage in Blob as block `block_id` of segment `index`."""
+
+    turn: str
+    index: int
+    block_id: str
+    pcm: bytes
+
+
+@dataclass(frozen=True)
+class ClosedSegment:
+    turn: str
+    index: int
+    reason: str  # "duration" | "size" | "end" | "silence" | "switch"
+    blocks: list[str]  # spilled blocks, in order, that precede `tail`
+    tail: bytes
+    nbytes: int
+    first_seq: int
+    last_seq: int
+
+    @property
+    def seconds(self) -> float:
+        return self.nbytes / BYTES_PER_SECOND
+
+
+Action = Spill | ClosedSegment
+
+
+@dataclass
+class Limits:
+    seconds: float = MAX_SEGMENT_SECONDS
+    max_bytes: int = MAX_SEGMENT_BYTES
+    state_limit: int = STATE_LIMIT
+
+    @property
+    def duration_bytes(self) -> int:
+        return int(self.seconds * BYTES_PER_SECOND)
+
+
+@dataclass
+class Outcome:
+    actions: list[Action] = field(default_factory=list)
+    duplicate: bool = False
+    late: bool = False
+
+
+def new_state() -> dict[str, Any]:
+    return {
+        "turn": None,
+        "next": 0,
+        "pending": {},
+        "chunks": [],
+        "inline": 0,
+        "bytes": 0,
+        "blocks": [],
+        "segment": 0,
+        "first": None,
+        "silence_at": None,
+        "end_frames": None,
+        "done": [],
+    }
+
+
+class Segmenter:
+    """Applies one client event to the state and returns what to store or translate."""
+
+    def __init__(self, limits: Limits | None = None) -> None:
+        self.limits = limits or Limits()
+
+    def start(self, state: dict[str, Any], turn: str) -> Outcome:
+        out = Outcome()
+        if turn in state["done"] or state["turn"] == turn:
+            out.late = turn in state["done"]
+            return out
+        self._switch(state, turn, out)
+        return out
+
+    def frame(self, state: dict[str, Any], turn: str, seq: int, pcm: bytes) -> Outcome:
+        out = Outcome()
+        if turn in state["done"]:
+            out.late = True
+            return out
+        if state["turn"] != turn:
+            self._switch(state, turn, out)
+        if seq < state["next"] or str(seq) in state["pending"]:
+            out.duplicate = True
+            return out
+        state["pending"][str(seq)] = base64.b64encode(pcm).decode("ascii")
+        if len(state["pending"]) > MAX_PENDING:  # a frame is lost for good: skip the gap
+            state["next"] = min(int(s) for s in state["pending"])
+        self._drain(state, out)
+        return out
+
+    def silence(self, state: dict[str, Any], turn: str, seq: int) -> Outcome:
+        out = Outcome()
+        if state["turn"] != turn or turn in state["done"]:
+            out.late = True
+            return out
+        state["silence_at"] = seq
+        self._drain(state, out)
+        return out
+
+    def end(self, state: dict[str, Any], turn: str, frames: int) -> Outcome:
+        """Key released: close the turn with what has arrived; frames after this are late."""
+        out = Outcome()
+        if turn in state["done"]:
+            out.late = True
+            return out
+        if state["turn"] != turn:
+            self._switch(state, turn, out)
+        state["end_frames"] = frames
+        self._finish_turn(state, out, "end")
+        return out
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _switch(self, state: dict[str, Any], turn: str, out: Outcome) -> None:
+        if state["turn"] is not None:
+            self._finish_turn(state, out, "switch")
+        state.update(new_state() | {"done": state["done"], "turn": turn})
+
+    def _finish_turn(self, state: dict[str, Any], out: Outcome, reason: str) -> None:
+        for seq in sorted(int(s) for s in state["pending"]):  # give up gaps: the turn is over
+            self._append(state, seq, base64.b64decode(state["pending"].pop(str(seq))), out)
+        if state["bytes"]:
+            self._close(state, out, reason)
+        done = [*state["done"], state["turn"]][-KEEP_DONE_TURNS:]
+        state.update(new_state() | {"done": done})
+
+    def _drain(self, state: dict[str, Any], out: Outcome) -> None:
+        while str(state["next"]) in state["pending"]:
+            seq = state["next"]
+            self._append(state, seq, base64.b64decode(state["pending"].pop(str(seq))), out)
+            if state["silence_at"] is not None and seq >= state["silence_at"]:
+                state["silence_at"] = None
+                if state["bytes"]:
+                    self._close(state, out, "silence")
+
+    def _append(self, state: dict[str, Any], seq: int, pcm: bytes, out: Outcome) -> None:
+        lim = self.limits
+        if state["first"] is None:
+            state["first"] = seq
+        state["chunks"].append(base64.b64encode(pcm).decode("ascii"))
+        state["inline"] += len(pcm)
+        state["bytes"] += len(pcm)
+        state["last"] = seq
+        state["next"] = seq + 1
+        if state["bytes"] >= lim.max_bytes:
+            self._close(state, out, "size")
+        elif state["bytes"] >= lim.duration_bytes:
+            self._close(state, out, "duration")
+        elif state["inline"] >= lim.state_limit:
+            block = f"{len(state['blocks']):06d}"
+            out.actions.append(Spill(state["turn"], state["segment"], block, self._take_inline(state)))
+            state["blocks"].append(block)
+
+    def _take_inline(self, state: dict[str, Any]) -> bytes:
+        pcm = b"".join(base64.b64decode(c) for c in state["chunks"])
+        state["chunks"], state["inline"] = [], 0
+        return pcm
+
+    def _close(self, state: dict[str, Any], out: Outcome, reason: str) -> None:
+        out.actions.append(
+            ClosedSegment(
+                turn=state["turn"],
+                index=state["segment"],
+                reason=reason,
+                blocks=list(state["blocks"]),
+                tail=self._take_inline(state),
+                nbytes=state["bytes"],
+                first_seq=state["first"],
+                last_seq=state.get("last", state["first"]),
+            )
+        )
+        state["segment"] += 1
+        state["bytes"], state["blocks"], state["first"] = 0, [], None

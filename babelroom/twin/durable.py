@@ -1,0 +1,113 @@
+"""The twin's Durable extension, for entities: signal/read webhooks and a serialized runner.
+
+Entity operations are passed to the registered entity function through azure-functions-durable's
+own `Entity.create` handle, in the batch JSON the extension sends; state is kept between batches;
+operations on one entity run one batch at a time, in arrival order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from .host import FunctionHost
+
+log = logging.getLogger(__name__)
+MAX_BATCH = 50
+
+
+@dataclass
+class _Entity:
+    name: str
+    key: str
+    state: str | None = None  # JSON text, as the extension stores it
+    exists: bool = False
+    inbox: asyncio.Queue[tuple[str, str | None]] = field(default_factory=asyncio.Queue)
+    task: asyncio.Task[None] | None = None
+    batches: int = 0
+    errors: int = 0
+
+
+class DurableEntities:
+    def __init__(self, host: FunctionHost) -> None:
+        self.host = host
+        self.entities: dict[tuple[str, str], _Entity] = {}
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    def _get(self, name: str, key: str) -> _Entity:
+        ent = self.entities.get((name, key))
+        if ent is None:
+            ent = self.entities[(name, key)] = _Entity(name, key)
+        return ent
+
+    def signal(self, name: str, key: str, operation: str, input_json: str | None) -> None:
+        if self.host.entity(name) is None:
+            raise KeyError(f"no entity function named {name!r}")
+        ent = self._get(name, key)
+        ent.inbox.put_nowait((operation, input_json))
+        if ent.task is None or ent.task.done():
+            ent.task = asyncio.create_task(self._run(ent), name=f"entity {name}@{key}")
+
+    def state(self, name: str, key: str) -> Any | None:
+        ent = self.entities.get((name, key))
+        if ent is None or not ent.exists or ent.state is None:
+            return None
+        return json.loads(ent.state)
+
+    async def drain(self) -> None:
+        """Wait until every inbox is empty (tests, shutdown)."""
+        while any(e.task and not e.task.done() for e in self.entities.values()):
+            await asyncio.sleep(0.01)
+
+    async def _run(self, ent: _Entity) -> None:
+        fn = self.host.entity(ent.name)
+        assert fn is not None
+        while not ent.inbox.empty():
+            batch = []
+            while not ent.inbox.empty() and len(batch) < MAX_BATCH:
+                op, inp = ent.inbox.get_nowait()
+                batch.append({"name": op, "input": inp, "signal": True})
+            context = json.dumps({"self": {"name": ent.name, "key": ent.key}, "exists": ent.exists,
+                                  "state": ent.state, "batch": batch})
+            try:
+                out = json.loads(await self.host.invoke(fn, context))
+            except Exception:  # a crashing batch is retried once per operation, like a replay
+                log.exception("entity %s@%s batch failed", ent.name, ent.key)
+                ent.errors += 1
+                continue
+            ent.batches += 1
+            ent.exists = bool(out.get("entityExists"))
+            ent.state = out.get("entityState") if ent.exists else None
+            for op, res in zip(batch, out.get("results", []), strict=False):
+                if res.get("isError"):
+                    ent.errors += 1
+                    log.warning("entity %s@%s operation %s failed: %s", ent.name, ent.key, op["name"],
+                                res.get("result"))
+
+    # -- the extension's HTTP API, as the durable client calls it -----------------------------
+
+    def add_routes(self, app: web.Application) -> None:
+        base = "/runtime/webhooks/durabletask/entities/{name}/{key}"
+        app.router.add_post(base, self._post)
+        app.router.add_get(base, self._read)
+
+    async def _post(self, request: web.Request) -> web.Response:
+        name, key = request.match_info["name"], request.match_info["key"]
+        body = await request.text()
+        try:
+            self.signal(name, key, request.query.get("op", ""), body or None)
+        except KeyError as e:
+            return web.json_response({"message": str(e)}, status=400)
+        return web.Response(status=202)
+
+    async def _read(self, request: web.Request) -> web.Response:
+        state = self.state(request.match_info["name"], request.match_info["key"])
+        if state is None:
+            return web.Response(status=404)
+        return web.json_response(state)

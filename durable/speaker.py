@@ -1,0 +1,81 @@
+"""The speaker entity: one per speaker, it segments their audio and hands closed segments on.
+
+Python entities cannot signal other entities or start orchestrations (azure-functions-durable
+1.7: DurableEntityContext has no signal_entity), so a closed segment is written to Blob and its
+reference enqueued on the segment queue; the queue-triggered translator consumes it. Durable
+delivers operations at least once: block ids and blob names are deterministic and the queue
+message carries the segment id, so a replayed batch rewrites the same bytes and the translator
+skips a segment it has already done.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from functools import cache
+from typing import Any
+
+import azure.durable_functions as df
+
+from babelroom.adapters.storage import SegmentStore, blob_service, queue_client
+from babelroom.config import Settings
+from babelroom.segmenter import ClosedSegment, Outcome, Segmenter, Spill, new_state
+
+bp = df.Blueprint()
+segmenter = Segmenter()
+
+
+@cache
+def _segments() -> SegmentStore:
+    return SegmentStore(blob_service(os.environ), Settings.from_env().segments_container)
+
+
+@cache
+def _queue() -> Any:
+    return queue_client(os.environ, Settings.from_env().segment_queue)
+
+
+def _apply(state: dict[str, Any], op: str, data: dict[str, Any]) -> Outcome:
+    if op == "start":
+        return segmenter.start(state, data["turn"])
+    if op == "frame":
+        return segmenter.frame(state, data["turn"], int(data["seq"]), base64.b64decode(data["pcm"]))
+    if op == "silence":
+        return segmenter.silence(state, data["turn"], int(data["seq"]))
+    if op == "end":
+        return segmenter.end(state, data["turn"], int(data["frames"]))
+    if op == "flush":
+        return segmenter.end(state, state["turn"], 0) if state["turn"] else Outcome()
+    raise ValueError(f"unknown speaker operation {op!r}")
+
+
+def _hand_off(speaker: str, who: dict[str, Any], seg: ClosedSegment) -> dict[str, Any]:
+    name = SegmentStore.blob_name(speaker, seg.turn, seg.index)
+    _segments().commit(name, seg.blocks, seg.tail)
+    msg = {"id": f"{speaker}:{seg.turn}:{seg.index}", "room": who.get("room"), "userId": speaker,
+           "name": who.get("name"), "language": who.get("language"), "turn": seg.turn, "index": seg.index,
+           "blob": name, "reason": seg.reason, "seconds": seg.seconds}
+    _queue().send_message(json.dumps(msg))
+    return msg
+
+
+@bp.entity_trigger(context_name="context", entity_name="speaker")
+def speaker(context: df.DurableEntityContext) -> None:
+    state: dict[str, Any] = context.get_state(new_state)
+    data = context.get_input() or {}
+    if isinstance(data, str):
+        data = json.loads(data)
+    if data.get("name"):
+        state["who"] = {k: data.get(k) for k in ("room", "userId", "name", "language")}
+    outcome = _apply(state, context.operation_name or "", data)
+    who = state.get("who", {})
+    closed = []
+    for action in outcome.actions:
+        if isinstance(action, Spill):
+            name = SegmentStore.blob_name(context.entity_key, action.turn, action.index)
+            _segments().stage(name, action.block_id, action.pcm)
+        else:
+            closed.append(_hand_off(context.entity_key, who, action)["id"])
+    context.set_state(state)
+    context.set_result({"closed": closed, "duplicate": outcome.duplicate, "late": outcome.late})

@@ -1,0 +1,1 @@
+"""Azure Functions blueprints: HTTP API, Web PubSub event handlers and the segment translator."""

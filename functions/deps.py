@@ -1,0 +1,82 @@
+"""Adapters built once per worker process from settings; both hosts call the same builders."""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from typing import Any
+
+from babelroom.adapters.local_identity import LocalIdentity
+from babelroom.adapters.storage import BlobRoomStore, aio_blob_service
+from babelroom.adapters.webpubsub import WebPubSubBroadcaster, service_client
+from babelroom.config import Settings
+from babelroom.interpreting import Interpreter
+from babelroom.rooms import IdentityProvider, RoomService
+
+
+@cache
+def settings() -> Settings:
+    return Settings.from_env()
+
+
+@cache
+def broadcaster() -> WebPubSubBroadcaster:
+    return WebPubSubBroadcaster(service_client(os.environ))
+
+
+@cache
+def blob_service() -> Any:
+    return aio_blob_service(os.environ)
+
+
+@cache
+def room_store() -> BlobRoomStore:
+    return BlobRoomStore(blob_service())
+
+
+def _identity() -> IdentityProvider:
+    if settings().room_service == "acs":
+        from babelroom.adapters.acs import from_settings
+
+        acs = from_settings(os.environ)
+        if acs is None:
+            raise RuntimeError("ROOM_SERVICE=acs needs ACS_ENDPOINT or ACS_CONNECTION_STRING")
+        return acs  # type: ignore[return-value]
+    return LocalIdentity(settings().token_key or "")
+
+
+@cache
+def rooms() -> RoomService:
+    return RoomService(room_store(), broadcaster(), _identity())
+
+
+class UnavailableTranslator:
+    """Stands in when the translator cannot be built, so chat and captions say why, never go silent."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    async def interpret(self, pcm16: bytes, source_language: str, target_language: str) -> Any:
+        raise RuntimeError(self.reason)
+        yield  # pragma: no cover - makes this an async generator
+
+    async def translate_text(self, text: str, source_language: str, target_language: str) -> Any:
+        raise RuntimeError(self.reason)
+
+    async def health(self) -> tuple[bool, str]:
+        return False, self.reason
+
+
+@cache
+def translator() -> Any:
+    try:
+        from babelroom.adapters.realtime import from_settings
+
+        return from_settings(os.environ)
+    except Exception as e:  # misconfiguration must show in /api/health and in captions
+        return UnavailableTranslator(f"translator unavailable: {type(e).__name__}: {e}")
+
+
+@cache
+def interpreter() -> Interpreter:
+    return Interpreter(translator(), broadcaster())
