@@ -1,0 +1,57 @@
+// Azure OpenAI with one realtime (speech-to-speech) deployment for the translator. Key auth is off:
+// the app uses its managed identity (Cognitive Services OpenAI User).
+
+param name string
+param location string
+param tags object = {}
+
+@description('Deployment name the translator connects to (AZURE_OPENAI_DEPLOYMENT).')
+param deploymentName string
+
+@description('Realtime model name, e.g. gpt-realtime (GA) or gpt-4o-realtime-preview.')
+param modelName string
+
+@description('Model version, e.g. 2025-08-28 for gpt-realtime.')
+param modelVersion string
+
+@description('GlobalStandard capacity in thousands of tokens per minute.')
+@minValue(1)
+param capacity int
+
+resource openAi 'Microsoft.CognitiveServices/accounts@2024-10-01' = {
+  name: name
+  location: location
+  tags: tags
+  kind: 'OpenAI'
+  sku: {
+    name: 'S0'
+  }
+  properties: {
+    customSubDomainName: name
+    publicNetworkAccess: 'Enabled'
+    disableLocalAuth: true
+  }
+}
+
+resource realtime 'Microsoft.CognitiveServices/accounts/deployments@2024-10-01' = {
+  parent: openAi
+  name: deploymentName
+  sku: {
+    name: 'GlobalStandard'
+    capacity: capacity
+  }
+  properties: {
+    model: {
+      format: 'OpenAI'
+      name: modelName
+      version: modelVersion
+    }
+    // A pinned version: a silent model upgrade changes voices, latency and prices.
+    versionUpgradeOption: 'NoAutoUpgrade'
+  }
+}
+
+output name string = openAi.name
+output id string = openAi.id
+output endpoint string = openAi.properties.endpoint
+output deploymentName string = realtime.name
