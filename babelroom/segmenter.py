@@ -120,6 +120,10 @@ class Segmenter:
         if state["turn"] != turn or turn in state["done"]:
             out.late = True
             return out
+        if seq < state["next"]:  # the pause is already behind us: close with what is here
+            if state["bytes"]:
+                self._close(state, out, "silence")
+            return out
         state["silence_at"] = seq
         self._drain(state, out)
         return out

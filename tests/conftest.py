@@ -1,0 +1,102 @@
+"""Session fixtures: a real Azurite, the real interpreter engine and the twin host, on free ports."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import urllib.request
+from collections.abc import Iterator
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from babelroom.twin import stack as twin_stack  # noqa: E402
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    with suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    with suppress(subprocess.TimeoutExpired):
+        proc.wait(10)
+
+
+@dataclass
+class Azurite:
+    connection_string: str
+    blob_port: int
+    queue_port: int
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
+    ports = [twin_stack.free_port() for _ in range(3)]
+    proc = twin_stack.start_azurite(*ports, tmp_path_factory.mktemp("azurite"))
+    yield Azurite(twin_stack.azurite_connection_string(*ports), ports[0], ports[1])
+    _stop(proc)
+
+
+@pytest.fixture(scope="session")
+def engine_url() -> Iterator[str]:
+    port = twin_stack.free_port()
+    log = Path(tempfile.gettempdir()) / f"babelroom-engine-{port}.log"
+    proc = twin_stack.start_engine(port, log)
+    yield f"http://127.0.0.1:{port}/v1"
+    _stop(proc)
+
+
+@dataclass
+class Stack:
+    url: str
+    settings: dict[str, str]
+    log: Path
+
+    def post(self, path: str, body: Any) -> tuple[int, Any]:
+        req = urllib.request.Request(self.url + path, json.dumps(body).encode(), {"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"null")
+
+    def get(self, path: str) -> tuple[int, Any]:
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=30) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"null")
+
+    def room(self, **body: Any) -> str:
+        status, out = self.post("/api/rooms", body)
+        assert status == 201, out
+        return out["roomId"]
+
+    def join(self, room_id: str, name: str, language: str, role: str = "speaker", **extra: Any) -> dict[str, Any]:
+        status, out = self.post(f"/api/rooms/{room_id}/join",
+                                {"displayName": name, "language": language, "role": role, **extra})
+        assert status == 200, out
+        return out
+
+
+@pytest.fixture(scope="session")
+def stack(azurite: Azurite, engine_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    port = twin_stack.free_port()
+    settings = twin_stack.twin_settings(port, engine_url, azurite.connection_string)
+    settings["AzureWebJobsStorage"] = azurite.connection_string  # never the developer's own Azurite
+    log = tmp_path_factory.mktemp("twin") / "twin.log"
+    env = os.environ | settings
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "babelroom", "dev", "--host-only", "--port", str(port)],
+                                cwd=ROOT, env=env, stdout=out, stderr=out, start_new_session=True)
+    twin_stack.wait_for(lambda: twin_stack.http_ok(f"http://127.0.0.1:{port}/api/health"), "twin host", 60, proc)
+    yield Stack(f"http://127.0.0.1:{port}", settings, log)
+    _stop(proc)
