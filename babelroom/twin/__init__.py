@@ -1,0 +1,1 @@
+"""The offline twin: runs babelroom's Azure function code locally behind Azure-compatible endpoints."""
