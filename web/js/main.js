@@ -26,7 +26,12 @@ const stats = {
   messagesIn: {},
   captionsFinal: 0,
   chatsIn: 0,
+  acked: {},
+  micMaxRms: 0,
+  hearing: [], // every "hearing: X in L" shown, in order
 };
+/** Captions and chat lines as received (tests compare them with what the page shows). */
+const received = [];
 
 const CONN_TEXT = {
   [State.IDLE]: "offline",
@@ -49,13 +54,17 @@ class App {
     this.session = null;
     this.pendingChats = [];
 
-    this.player.addEventListener("hearing", (e) => this.view.setHearing(e.detail));
+    this.player.addEventListener("hearing", (e) => {
+      this.view.setHearing(e.detail);
+      if (e.detail.userId) stats.hearing.push(this.$("hearing").textContent);
+    });
     this.player.addEventListener("statechange", () => this._syncSoundButton());
     this.ptt.addEventListener("start", () => this._startTurn());
     this.ptt.addEventListener("end", () => this.talk?.end());
     this.view.addEventListener("command", (e) => this.onCommand(e.detail));
     this.capture.addEventListener("level", (e) => {
       this.$("talk").style.setProperty("--level", Math.min(1, e.detail.rms * 6).toFixed(2));
+      stats.micMaxRms = Math.max(stats.micMaxRms, e.detail.rms);
     });
 
     this.$("leave").addEventListener("click", () => this.leave());
@@ -181,6 +190,10 @@ class App {
     if (d.type === "welcome" && this.session) {
       this.session.displayName = d.displayName;
     }
+    if (d.type === "caption" || d.type === "chat") {
+      received.push(d);
+      if (received.length > 1000) received.shift();
+    }
     if (d.type === "caption" && d.final) stats.captionsFinal++;
     if (d.type === "chat") {
       stats.chatsIn++;
@@ -196,7 +209,9 @@ class App {
         const el = this.view.notice(`sending: ${text}`, "pending");
         this.pendingChats.push({ text, el });
         stats.sent.chat = (stats.sent.chat ?? 0) + 1;
-        this.client?.sendEvent("chat", { text }).catch((e) => {
+        this.client?.sendEvent("chat", { text }).then(() => {
+          stats.acked.chat = (stats.acked.chat ?? 0) + 1;
+        }, (e) => {
           this._settlePending(text);
           this.view.notice(`Message not sent: ${e.message}`, "error");
         });
@@ -319,6 +334,7 @@ class App {
 const app = new App();
 window.babelroom = {
   stats,
+  received,
   app,
   get state() { return app.client?.state ?? "idle"; },
   get speaking() { return !!app.talk?.speaking; },

@@ -92,7 +92,9 @@ export class Talk extends EventTarget {
 
   _send(event, data) {
     this.stats.sent[event] = (this.stats.sent[event] ?? 0) + 1;
-    this.client.sendEvent(event, data).catch((error) => {
+    this.client.sendEvent(event, data).then(() => {
+      if (this.stats.acked) this.stats.acked[event] = (this.stats.acked[event] ?? 0) + 1;
+    }, (error) => {
       if (error?.detail?.name === "ConnectionLost") return;
       this.dispatchEvent(new CustomEvent("error", { detail: { error, event } }));
     });

@@ -1,0 +1,336 @@
+"""The room in a real browser: Debian's Chromium, a fake microphone fed a Spanish clip, real engine.
+
+Why three browser launches: Chromium's fake microphone is per process, so every talker needs
+its own browser. Everything the page did is read back from `window.babelroom` (counters filled
+inside the page, including an AnalyserNode on the audio output) and from the visible DOM.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import wave
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).parent / "artifacts"
+BASE_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--autoplay-policy=no-user-gesture-required",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+]
+SPANISH_CLIP = "Hola a todos. Hoy vamos a hablar del proyecto y de la reunión de mañana."
+# Words a reasonable transcription / translation of the clip contains at least one of.
+SPANISH_WORDS = re.compile(r"hola|todos|proyecto|reuni[oó]n|ma[nñ]ana|hablar", re.I)
+ENGLISH_WORDS = re.compile(r"\b(hello|hi|everyone|everybody|all|today|project|meeting|tomorrow|talk|going)\b", re.I)
+PORTUGUESE_WORDS = re.compile(r"ol[aá]|todos|hoje|projeto|reuni[aã]o|amanh[aã]|vamos|falar", re.I)
+
+ENGINE_TIMEOUT_MS = 120_000  # first segment on a 2-core box loads models
+UI_TIMEOUT_MS = 15_000
+
+
+# ---------------------------------------------------------------------------------------------
+# fixtures
+
+
+@pytest.fixture(scope="module")
+def spanish_wav(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float]:
+    """A spoken Spanish clip, 48 kHz mono PCM16 (what Chromium's fake capture reads), padded with silence."""
+    for tool in ("espeak-ng", "sox"):
+        if not shutil.which(tool):
+            pytest.fail(f"{tool} is needed to make the Spanish clip (apt-get install {tool})")
+    d = tmp_path_factory.mktemp("clip")
+    raw, out = d / "es_raw.wav", d / "es.wav"
+    subprocess.run(["espeak-ng", "-v", "es", "-s", "150", "-w", str(raw), SPANISH_CLIP], check=True)
+    # 0.3 s lead-in, 1.5 s tail: the turn covers the whole clip even if the mic opens a bit late.
+    subprocess.run(["sox", str(raw), "-r", "48000", "-c", "1", "-b", "16", str(out), "pad", "0.3", "1.5"], check=True)
+    with wave.open(str(out)) as w:
+        seconds = w.getnframes() / w.getframerate()
+    return out, seconds
+
+
+@pytest.fixture(scope="module")
+def pw() -> Iterator[Playwright]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} missing: apt-get install chromium")
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture
+def launch(pw: Playwright) -> Iterator[Callable[..., Page]]:
+    """Opens a page in its own Chromium process; `wav` feeds that process's fake microphone."""
+    browsers: list[Browser] = []
+    pages: list[tuple[str, Page]] = []
+    errors: list[str] = []
+
+    def _launch(label: str, wav: Path | None = None) -> Page:
+        args = list(BASE_ARGS)
+        if wav is not None:
+            # %noloop: the clip plays once from the moment the page opens the microphone.
+            args.append(f"--use-file-for-fake-audio-capture={wav}%noloop")
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=args)
+        browsers.append(b)
+        ctx = b.new_context(viewport={"width": 1280, "height": 800}, locale="en-US")
+        page = ctx.new_page()
+        page.set_default_timeout(UI_TIMEOUT_MS)
+        page.on("pageerror", lambda e: errors.append(f"{label}: {e}"))
+        pages.append((label, page))
+        return page
+
+    yield _launch
+    for b in browsers:
+        b.close()
+    assert not errors, f"uncaught errors in the page: {errors}"
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+
+def stats(page: Page) -> dict:
+    return page.evaluate("() => JSON.parse(JSON.stringify(window.babelroom.stats))")
+
+
+def join(page: Page, base: str, name: str, speak: str, *, hear: str | None = None, role: str = "speaker",
+         room: str | None = None, lobby_shot: Path | None = None) -> str:
+    """Goes through the lobby like a person would; returns the room id."""
+    page.goto(f"{base}/?room={room}" if room else f"{base}/")
+    expect(page.locator("#lobby")).to_be_visible()
+    page.fill("#name", name)
+    page.select_option("#speak", speak)
+    if hear:
+        page.select_option("#hear", hear)
+    expect(page.locator("#hear")).to_have_value(hear or speak)
+    page.check(f"input[name=role][value={role}]")
+    if room:
+        expect(page.locator("#room-input")).to_have_value(room)
+        expect(page.locator("#join-btn")).to_have_text("Join room")
+    else:
+        page.fill("#room-name", "Weekly sync")
+        expect(page.locator("#join-btn")).to_have_text("Create room")
+    if lobby_shot:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(lobby_shot), full_page=True)
+    page.click("#join-btn")
+    expect(page.locator("#room")).to_be_visible()
+    expect(page.locator("#conn")).to_have_attribute("data-state", "connected")
+    room_id = page.locator("#room-id").inner_text().strip()
+    assert room_id
+    return room_id
+
+
+def wait_people(page: Page, n: int) -> None:
+    expect(page.locator("#participants > li")).to_have_count(n, timeout=UI_TIMEOUT_MS)
+
+
+def final_captions(page: Page, language: str) -> list[dict]:
+    return page.evaluate(
+        """(lang) => window.babelroom.received.filter(d => d.type === 'caption' && d.final && d.language === lang)""",
+        language,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# tests
+
+
+def test_spanish_speaker_is_read_and_heard_in_english_and_portuguese(stack, launch, spanish_wav) -> None:
+    wav, seconds = spanish_wav
+    ana = launch("ana-es", wav)
+    bob = launch("bob-en")
+    rui = launch("rui-pt")
+
+    room = join(ana, stack.url, "Ana", "es", lobby_shot=ARTIFACTS / "lobby.png")
+    link = ana.locator("#share-link").input_value()
+    assert f"room={room}" in link
+    join(bob, stack.url, "Bob", "en", role="listener", room=room)
+    join(rui, stack.url, "Rui", "pt", role="listener", room=room)
+    for p in (ana, bob, rui):
+        wait_people(p, 3)
+    expect(bob.locator("#participants")).to_contain_text("Ana")
+    expect(bob.locator("#participants")).to_contain_text("Español")
+
+    # Ana holds P for the whole clip (the fake mic starts it when the turn opens the microphone).
+    ana.keyboard.down("p")
+    expect(ana.locator("#talk")).to_have_attribute("aria-pressed", "true")
+    expect(bob.locator("#participants li.speaking")).to_contain_text("Ana", timeout=UI_TIMEOUT_MS)
+    ana.wait_for_timeout(int((seconds + 0.7) * 1000))
+    ana.keyboard.up("p")
+    expect(ana.locator("#talk")).to_have_attribute("aria-pressed", "false")
+
+    s = stats(ana)
+    assert s["turnStarts"] == 1 and s["turnEnds"] == 1, s
+    assert s["framesSent"] >= int(seconds * 10) - 5, s  # 100 ms frames for the whole hold
+    assert s["micMaxRms"] > 0.01, f"the fake microphone delivered silence: {s}"
+    ana.wait_for_function("() => window.babelroom.stats.acked['turn.end'] === 1")
+
+    # English listener: the Spanish original and an English caption, on screen.
+    bob.wait_for_function(
+        "() => window.babelroom.received.some(d => d.type === 'caption' && d.final && d.language === 'en')",
+        timeout=ENGINE_TIMEOUT_MS,
+    )
+    line = bob.locator(".line.caption[data-final=true]").first
+    expect(line.locator(".who")).to_have_text("Ana")
+    expect(line.locator(".original-text")).to_have_text(SPANISH_WORDS)
+    expect(line.locator(".text")).not_to_be_empty()
+
+    # ... and actually plays translated audio: "hearing: Ana in English", chunks played, energy at the output.
+    expect(bob.locator("#hearing")).to_have_text("hearing: Ana in English", timeout=ENGINE_TIMEOUT_MS)
+    bob.wait_for_timeout(400)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    bob.screenshot(path=str(ARTIFACTS / "room.png"))  # mid-conversation: captions on screen, voice playing
+    bob.wait_for_function(
+        "() => { const s = window.babelroom.stats; return s.audioChunksPlayed > 0 && s.maxRms > 0.01; }",
+        timeout=ENGINE_TIMEOUT_MS,
+    )
+
+    # Wait for the rest of the turn so the checks below see every segment.
+    bob.wait_for_function(
+        "() => window.babelroom.received.filter(d => d.type === 'caption').every(d => d.final || "
+        "window.babelroom.received.some(f => f.final && f.id === d.id))",
+        timeout=ENGINE_TIMEOUT_MS,
+    )
+    en = final_captions(bob, "en")
+    assert en and all(c["sourceLanguage"] == "es" and c["userId"] == ana.evaluate("window.babelroom.userId") for c in en), en
+    assert all(c["translated"] for c in en), en
+    original = " ".join(c["original"] for c in en)
+    english = " ".join(c["text"] for c in en)
+    assert SPANISH_WORDS.search(original), original
+    assert ENGLISH_WORDS.search(english), english
+    assert english.strip().lower() != original.strip().lower()
+    b = stats(bob)
+    assert b["audioSecondsScheduled"] > 0.3, b
+    assert b["audibleMs"] > 0, b
+    assert any(h == "hearing: Ana in English" for h in b["hearing"]), b["hearing"]
+    # One line per caption id: interim lines were replaced, not stacked.
+    ids = bob.locator(".line.caption").evaluate_all("els => els.map(e => e.dataset.id)")
+    assert len(ids) == len(set(ids)) and set(ids) == {c["id"] for c in en}, (ids, en)
+
+    # Portuguese listener: its own language in the same run.
+    rui.wait_for_function(
+        "() => window.babelroom.received.some(d => d.type === 'caption' && d.final && d.language === 'pt')",
+        timeout=ENGINE_TIMEOUT_MS,
+    )
+    pt = final_captions(rui, "pt")
+    portuguese = " ".join(c["text"] for c in pt)
+    assert all(c["sourceLanguage"] == "es" and c["translated"] for c in pt), pt
+    assert PORTUGUESE_WORDS.search(portuguese), portuguese
+    assert portuguese.strip().lower() != english.strip().lower()
+    expect(rui.locator(".line.caption[data-final=true] .text").first).to_have_attribute("lang", "pt")
+
+    # The speaker reads herself in Spanish, untranslated, and never plays her own voice.
+    ana.wait_for_function(
+        "() => window.babelroom.received.some(d => d.type === 'caption' && d.final && d.language === 'es')",
+        timeout=ENGINE_TIMEOUT_MS,
+    )
+    assert stats(ana)["audioChunksPlayed"] == 0
+
+
+def test_p_typed_in_chat_starts_no_turn_and_blur_ends_a_turn(stack, launch) -> None:
+    page = launch("solo")
+    join(page, stack.url, "Solo", "en")
+
+    # Typing (and even holding) p in the chat box is text, not push-to-talk.
+    chat = page.locator("#chat-input")
+    chat.click()
+    page.keyboard.type("pp up, keep pushing p")
+    page.keyboard.down("p")
+    page.wait_for_timeout(300)
+    page.keyboard.up("p")
+    expect(chat).to_have_value("pp up, keep pushing pp")
+    page.wait_for_timeout(300)
+    s = stats(page)
+    assert s["turnStarts"] == 0 and "turn.start" not in s["sent"], s
+    expect(page.locator("#talk")).to_have_attribute("aria-pressed", "false")
+
+    # Out of the chat box, P starts exactly one turn even with key repeat.
+    page.locator("#transcript").focus()
+    page.keyboard.down("p")
+    page.keyboard.down("p")  # auto-repeat
+    page.keyboard.down("p")
+    expect(page.locator("#talk")).to_have_attribute("aria-pressed", "true")
+    page.wait_for_function("() => window.babelroom.stats.framesSent >= 3")  # the microphone is live
+    assert stats(page)["turnStarts"] == 1
+
+    # The window loses focus mid-turn (alt-tab): the turn ends, no stuck microphone.
+    page.evaluate("() => window.dispatchEvent(new Event('blur'))")
+    page.wait_for_function("() => window.babelroom.stats.turnEnds === 1 && !window.babelroom.speaking")
+    expect(page.locator("#talk")).to_have_attribute("aria-pressed", "false")
+    expect(page.locator("#talk")).not_to_have_class(re.compile(r"\bon\b"))
+    page.wait_for_function("() => window.babelroom.stats.acked['turn.end'] === 1")
+    s = stats(page)
+    assert s["sent"]["turn.start"] == 1 and s["sent"]["turn.end"] == 1, s
+    frames = s["framesSent"]
+    page.keyboard.up("p")  # the late key-up must not start or end anything
+    page.wait_for_timeout(400)
+    s = stats(page)
+    assert s["turnStarts"] == 1 and s["turnEnds"] == 1 and s["framesSent"] == frames, s
+
+    # The big button: press, then the pointer slides off it -> the turn ends too.
+    box = page.locator("#talk").bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    expect(page.locator("#talk")).to_have_attribute("aria-pressed", "true")
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] - 200, steps=5)
+    page.wait_for_function("() => window.babelroom.stats.turnEnds === 2 && !window.babelroom.speaking")
+    page.mouse.up()
+    # Hiding the tab ends a turn as well.
+    page.locator("#transcript").focus()
+    page.keyboard.down("p")
+    page.wait_for_function("() => window.babelroom.stats.turnStarts === 3")
+    page.evaluate(
+        "() => { Object.defineProperty(document, 'visibilityState', {value: 'hidden', configurable: true});"
+        " document.dispatchEvent(new Event('visibilitychange')); }"
+    )
+    page.wait_for_function("() => window.babelroom.stats.turnEnds === 3 && !window.babelroom.speaking")
+    page.keyboard.up("p")
+
+
+def test_chat_from_spanish_reaches_english_listener_translated(stack, launch) -> None:
+    ana = launch("ana-es")
+    bob = launch("bob-en")
+    room = join(ana, stack.url, "Ana", "es")
+    join(bob, stack.url, "Bob", "en", role="listener", room=room)
+    wait_people(ana, 2)
+
+    ana.fill("#chat-input", "Hola a todos, ¿cómo están? Nos vemos mañana en la reunión.")
+    ana.press("#chat-input", "Enter")
+    expect(ana.locator("#chat-input")).to_have_value("")
+
+    bob.wait_for_function(
+        "() => window.babelroom.received.some(d => d.type === 'chat' && d.language === 'en')",
+        timeout=ENGINE_TIMEOUT_MS,
+    )
+    msg = bob.evaluate("() => window.babelroom.received.find(d => d.type === 'chat' && d.language === 'en')")
+    assert msg["sourceLanguage"] == "es" and msg["translated"] is True, msg
+    assert msg["displayName"] == "Ana"
+    assert ENGLISH_WORDS.search(msg["text"]) or re.search(r"\b(how|see|you)\b", msg["text"], re.I), msg
+    assert msg["text"] != msg["original"]
+    line = bob.locator(f'.line.chat[data-id="{msg["id"]}"]')
+    expect(line.locator(".who")).to_have_text("Ana")
+    expect(line.locator(".text")).to_have_text(msg["text"])
+    expect(line.locator(".original-text")).to_have_text(msg["original"])
+    # The sender sees her own line (in Spanish) once the room echoes it.
+    ana.wait_for_function("() => window.babelroom.received.some(d => d.type === 'chat' && d.language === 'es')",
+                          timeout=ENGINE_TIMEOUT_MS)
+    expect(ana.locator(".line.notice.pending")).to_have_count(0)
+
+    # `/username NAME` renames her for everyone.
+    ana.fill("#chat-input", "/username Ana María")
+    ana.press("#chat-input", "Enter")
+    expect(bob.locator("#participants")).to_contain_text("Ana María")
+    expect(ana.locator("#me-name")).to_have_text("Ana María")
