@@ -47,6 +47,9 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
 
 @pytest.fixture(scope="session")
 def engine_url() -> Iterator[str]:
+    if os.environ.get("BABELROOM_TEST_ENGINE_URL"):  # reuse a running engine while developing
+        yield os.environ["BABELROOM_TEST_ENGINE_URL"]
+        return
     port = twin_stack.free_port()
     log = Path(tempfile.gettempdir()) / f"babelroom-engine-{port}.log"
     proc = twin_stack.start_engine(port, log)

@@ -74,10 +74,12 @@ class FunctionEventSink:
         if f is None:
             return UserEventResult(ok=False, error_code="userError",
                                    error_message=f"unknown_event: no handler for event {event!r}")
-        if isinstance(data, bytes):
+        if isinstance(data, bytes):  # binary frames travel base64-encoded, as the extension passes them
             import base64
 
             data = base64.b64encode(data).decode("ascii")
+        elif data_type == "json":  # JSON data arrives as its text; the function parses it
+            data = json.dumps(data)
         body = {"connectionContext": _context(context), "data": data, "dataType": data_type}
         try:
             res = _response(await self.host.invoke(f, json.dumps(body)))
