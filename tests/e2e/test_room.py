@@ -334,3 +334,46 @@ def test_chat_from_spanish_reaches_english_listener_translated(stack, launch) ->
     ana.press("#chat-input", "Enter")
     expect(bob.locator("#participants")).to_contain_text("Ana María")
     expect(ana.locator("#me-name")).to_have_text("Ana María")
+
+
+def test_reconnect_resumes_without_lost_or_duplicated_lines(stack, launch) -> None:
+    ana = launch("ana")
+    bob = launch("bob")
+    room = join(ana, stack.url, "Ana", "en")
+    join(bob, stack.url, "Bob", "en", role="listener", room=room)
+    wait_people(ana, 2)
+
+    def say(text: str) -> None:
+        ana.fill("#chat-input", text)
+        ana.press("#chat-input", "Enter")
+
+    def bob_chats() -> list[str]:
+        return bob.locator(".line.chat .text").all_inner_texts()
+
+    say("zero")
+    expect(bob.locator(".line.chat")).to_have_count(1, timeout=ENGINE_TIMEOUT_MS)
+    # Drop at once (before the 1 s sequenceAck went out): the service resends, the page must dedupe.
+    bob.evaluate("() => window.babelroom.dropConnection(2500)")
+    expect(bob.locator("#conn")).to_have_attribute("data-state", "reconnecting")
+    expect(bob.locator("#conn-text")).to_have_text("reconnecting…")
+    for word in ("one", "two", "three"):
+        say(word)
+    ana.wait_for_function("() => window.babelroom.stats.acked.chat === 4")
+    expect(bob.locator("#conn")).to_have_attribute("data-state", "connected", timeout=UI_TIMEOUT_MS)
+    expect(bob.locator(".line.chat")).to_have_count(4, timeout=ENGINE_TIMEOUT_MS)
+    bob.wait_for_timeout(1500)  # anything duplicated would have arrived by now
+    assert bob_chats() == ["zero", "one", "two", "three"]
+    conn = bob.evaluate("() => window.babelroom.connection")
+    assert conn["recoveries"] == 1 and conn["freshConnections"] == 0, conn
+    expect(bob.locator(".line.notice", has_text="Connection restored")).to_have_count(1)
+
+    # Recovery refused (a bad reconnection token is closed with 1008): the page joins again, keeps its lines.
+    old_user = bob.evaluate("() => window.babelroom.userId")
+    bob.evaluate("() => { window.babelroom.app.client.reconnectionToken = 'bogus'; window.babelroom.dropConnection(); }")
+    bob.wait_for_function("() => window.babelroom.connection.freshConnections === 1", timeout=UI_TIMEOUT_MS * 3)
+    expect(bob.locator("#conn")).to_have_attribute("data-state", "connected")
+    bob.wait_for_function("(old) => window.babelroom.userId && window.babelroom.userId !== old", arg=old_user)
+    assert bob_chats() == ["zero", "one", "two", "three"]
+    say("four")
+    expect(bob.locator(".line.chat")).to_have_count(5, timeout=ENGINE_TIMEOUT_MS)
+    assert bob_chats()[-1] == "four"

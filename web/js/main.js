@@ -340,6 +340,7 @@ window.babelroom = {
   get speaking() { return !!app.talk?.speaking; },
   get userId() { return app.view.me?.userId; },
   /** Test hook: drop the socket like a network failure would. */
-  dropConnection: () => app.client?.simulateDrop(),
+  dropConnection: (holdMs = 0) => app.client?.simulateDrop(holdMs),
+  get connection() { return app.client ? { ...app.client.stats, userId: app.client.userId, connectionId: app.client.connectionId } : null; },
 };
 app.start();

@@ -124,8 +124,9 @@ export class WebPubSubClient extends EventTarget {
     });
   }
 
-  /** Test/debug hook: drop the socket as a network failure would (recovery kicks in). */
-  simulateDrop() {
+  /** Test/debug hook: drop the socket as a network failure would; `holdMs` keeps the network "down" that long. */
+  simulateDrop(holdMs = 0) {
+    this._holdUntil = Date.now() + holdMs;
     if (this.ws) this.ws.close(4000, "simulated network drop");
   }
 
@@ -151,7 +152,7 @@ export class WebPubSubClient extends EventTarget {
     for (const w of ws) err ? w.reject(err) : w.resolve(this);
   }
 
-  _connect(url) {
+  _connect(url, recovery = false) {
     let ws;
     try {
       ws = new this.WebSocketImpl(url, SUBPROTOCOL);
@@ -160,9 +161,27 @@ export class WebPubSubClient extends EventTarget {
       return;
     }
     this.ws = ws;
+    ws._recovery = recovery;
+    ws._declared = false;
+    // The service may not repeat `connected` on a recovered socket (the SDKs treat "open" as recovered).
+    if (recovery) ws.onopen = () => { if (ws === this.ws) this._recovered(ws); };
     ws.onmessage = (ev) => this._onFrame(ws, ev.data);
     ws.onclose = (ev) => this._onSocketGone(ws, ev);
     ws.onerror = () => { /* close follows; nothing else to do */ };
+  }
+
+  /** The same connection is back: resend what was not acked, keep the sequence numbering. */
+  _recovered(ws) {
+    if (ws._declared) return;
+    ws._declared = true;
+    this._recoveryStarted = 0;
+    this._setState(State.CONNECTED);
+    this._startSeqAcks();
+    this._flush();
+    this.stats.recoveries++;
+    this.dispatchEvent(new CustomEvent("connected", {
+      detail: { userId: this.userId, connectionId: this.connectionId, recovered: true, fresh: false },
+    }));
   }
 
   _onFrame(ws, raw) {
@@ -194,24 +213,26 @@ export class WebPubSubClient extends EventTarget {
     this.dispatchEvent(new CustomEvent("system", { detail: { raw: m } }));
     if (m.event === "connected") {
       const recovered = !!this.connectionId && m.connectionId === this.connectionId;
-      if (!recovered) {
-        // A new connection: the service numbers its messages from scratch.
-        this._lastSeq = 0;
-        this._ackedSeq = 0;
+      if (recovered) {
+        this.reconnectionToken = m.reconnectionToken ?? this.reconnectionToken;
+        this._recovered(this.ws);
+        return;
       }
+      // A new connection: the service numbers its messages from scratch.
+      this._lastSeq = 0;
+      this._ackedSeq = 0;
       this.userId = m.userId ?? this.userId;
       this.connectionId = m.connectionId;
       this.reconnectionToken = m.reconnectionToken ?? this.reconnectionToken;
-      const fresh = !recovered && this._recoveryStarted !== 0;
+      const fresh = this._recoveryStarted !== 0;
       this._recoveryStarted = 0;
       if (fresh) this._dropStale();
       this._setState(State.CONNECTED);
       this._startSeqAcks();
       this._flush();
-      if (recovered) this.stats.recoveries++;
       if (fresh) this.stats.freshConnections++;
       this.dispatchEvent(new CustomEvent("connected", {
-        detail: { userId: this.userId, connectionId: this.connectionId, recovered, fresh },
+        detail: { userId: this.userId, connectionId: this.connectionId, recovered: false, fresh },
       }));
       this._settleWaiters();
     }
@@ -290,7 +311,7 @@ export class WebPubSubClient extends EventTarget {
       if (canRecover) {
         const sep = this.url.includes("?") ? "&" : "?";
         this._connect(`${this.url}${sep}awps_connection_id=${encodeURIComponent(this.connectionId)}`
-          + `&awps_reconnection_token=${encodeURIComponent(this.reconnectionToken)}`);
+          + `&awps_reconnection_token=${encodeURIComponent(this.reconnectionToken)}`, true);
         return;
       }
       // Recovery impossible: a new connection from a fresh URL (a new join on the HTTP API).
@@ -312,7 +333,8 @@ export class WebPubSubClient extends EventTarget {
       if (!this._closedByUser) this._connect(this.url);
     };
     // First recovery attempt right away, then once a second (what the SDKs do).
-    const delay = this._lastGoneAt && now - this._lastGoneAt < this.recoveryDelayMs ? this.recoveryDelayMs : 50;
+    let delay = this._lastGoneAt && now - this._lastGoneAt < this.recoveryDelayMs ? this.recoveryDelayMs : 50;
+    if (this._holdUntil && this._holdUntil > now) delay = Math.max(delay, this._holdUntil - now);
     this._lastGoneAt = now;
     clearTimeout(this._retryTimer);
     this._retryTimer = setTimeout(attempt, delay);
