@@ -22,7 +22,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from azure.communication.identity import CommunicationTokenScope
 from azure.communication.identity.aio import CommunicationIdentityClient
@@ -47,6 +47,24 @@ TOKEN_SCOPES: tuple[CommunicationTokenScope, ...] = (CommunicationTokenScope.VOI
 # ACS accepts custom token lifetimes between 1 h and 24 h (expiresInMinutes 60..1440).
 MIN_TOKEN_LIFETIME = timedelta(hours=1)
 MAX_TOKEN_LIFETIME = timedelta(hours=24)
+
+
+class RoomLike(Protocol):
+    """What the RoomService port passes for a room (babelroom.rooms.Room)."""
+
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def valid_until(self) -> datetime: ...
+    @property
+    def acs_room_id(self) -> str | None: ...
+
+
+class MemberLike(Protocol):
+    """What the RoomService port passes for a member (babelroom.rooms.Member)."""
+
+    @property
+    def role(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -125,8 +143,16 @@ class AcsRoomService:
         owned = None if isinstance(credential, AzureKeyCredential) else credential
         return cls(rooms, identity, credential=owned)
 
-    async def create_room(self, valid_from: datetime, valid_until: datetime) -> str:
-        """Create the ACS room that bounds when participants can join; returns its id."""
+    async def create_room(self, valid_from: datetime | RoomLike, valid_until: datetime | None = None) -> str:
+        """Create the ACS room that bounds when participants can join; returns its id.
+
+        Takes the validity window, or a babelroom Room (the IdentityProvider port's call) whose
+        ``created_at``/``valid_until`` are the window.
+        """
+        if not isinstance(valid_from, datetime):
+            valid_from, valid_until = valid_from.created_at, valid_from.valid_until
+        if valid_until is None:
+            raise TypeError("create_room needs valid_until")
         start = _aware(valid_from, "valid_from")
         end = _aware(valid_until, "valid_until")
         if end <= start:
@@ -156,9 +182,7 @@ class AcsRoomService:
             room = await self._rooms.get_room(room_id=acs_room_id)
             valid_until = _parse_time(room.valid_until)
         lifetime = token_lifetime(valid_until, now or datetime.now(UTC))
-        user, token = await self._identity.create_user_and_token(
-            list(TOKEN_SCOPES), token_expires_in=lifetime
-        )
+        user, token = await self._identity.create_user_and_token(list(TOKEN_SCOPES), token_expires_in=lifetime)
         await self._rooms.add_or_update_participants(
             room_id=acs_room_id,
             participants=[
@@ -169,6 +193,13 @@ class AcsRoomService:
             ],
         )
         return AcsIdentity(user_id=user.raw_id, token=token.token, expires_on=_parse_time(token.expires_on))
+
+    async def add_member(self, room: RoomLike, member: MemberLike) -> dict[str, Any] | None:
+        """The IdentityProvider port: the join response's ``acs`` object, None for a room without ACS."""
+        if not room.acs_room_id:
+            return None
+        identity = await self.add_participant(room.acs_room_id, member.role, valid_until=room.valid_until)
+        return {"userId": identity.user_id, "token": identity.token, "expiresOn": identity.expires_on.isoformat()}
 
     async def aclose(self) -> None:
         """Close both SDK clients (their aiohttp sessions) and an owned credential."""

@@ -58,9 +58,7 @@ def sign(key_b64: str, method: str, path_and_query: str, host: str, date: str, b
     }
 
 
-def verify(
-    key_b64: str, method: str, path_and_query: str, headers: Mapping[str, str], body: bytes
-) -> str | None:
+def verify(key_b64: str, method: str, path_and_query: str, headers: Mapping[str, str], body: bytes) -> str | None:
     """Return why ACS would refuse this request, or None when the signature holds."""
     date = headers.get("x-ms-date")
     content_hash = headers.get("x-ms-content-sha256")
@@ -113,9 +111,7 @@ class FakeAcs:
             self.refusals.append(reason)
             return self.error(401, "Denied", f"Denied by the resource provider: {reason}")
         parsed = json.loads(body) if body else None
-        self.requests.append(
-            Seen(request.method, request.path, dict(request.query), dict(request.headers), parsed)
-        )
+        self.requests.append(Seen(request.method, request.path, dict(request.query), dict(request.headers), parsed))
         parts = request.path.strip("/").split("/")
         if parts[0] == "rooms":
             if request.query.get("api-version") != ROOMS_API:
@@ -135,9 +131,7 @@ class FakeAcs:
     def create_room(self, request: web.Request, body: Any) -> web.Response:
         if not request.content_type == "application/json":
             return self.error(415, "BadRequest", "content type must be application/json")
-        if not request.headers.get("Repeatability-Request-Id") or not request.headers.get(
-            "Repeatability-First-Sent"
-        ):
+        if not request.headers.get("Repeatability-Request-Id") or not request.headers.get("Repeatability-First-Sent"):
             return self.error(400, "BadRequest", "repeatability headers missing")
         try:
             start = datetime.fromisoformat(body["validFrom"])
@@ -221,9 +215,7 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[ssl.SSLContext, str]:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - timedelta(minutes=5))
         .not_valid_after(now + timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
-        )
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
         .sign(key, hashes.SHA256())
     )
@@ -231,9 +223,7 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[ssl.SSLContext, str]:
     cert_file, key_file = folder / "cert.pem", folder / "key.pem"
     cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert_file, key_file)
@@ -270,9 +260,7 @@ def ca_file(tls: tuple[ssl.SSLContext, str]) -> str:
 @pytest.fixture
 async def service(fake_acs: tuple[FakeAcs, str], ca_file: str) -> AsyncIterator[AcsRoomService]:
     _, endpoint = fake_acs
-    svc = AcsRoomService.from_connection_string(
-        f"endpoint={endpoint}/;accesskey={KEY}", connection_verify=ca_file
-    )
+    svc = AcsRoomService.from_connection_string(f"endpoint={endpoint}/;accesskey={KEY}", connection_verify=ca_file)
     async with svc:
         yield svc
 
@@ -295,13 +283,8 @@ def test_verifier_accepts_the_spec_signature_and_refuses_any_change() -> None:
     assert verify(KEY, "POST", "/rooms?api-version=1", headers, body) is None
     assert verify(KEY, "PATCH", "/rooms?api-version=1", headers, body) == "signature mismatch"
     assert verify(KEY, "POST", "/rooms?api-version=2", headers, body) == "signature mismatch"
-    assert (
-        verify(KEY, "POST", "/rooms?api-version=1", {**headers, "Host": "evil"}, body) == "signature mismatch"
-    )
-    assert (
-        verify(KEY, "POST", "/rooms?api-version=1", headers, b"{}")
-        == "x-ms-content-sha256 does not match the body"
-    )
+    assert verify(KEY, "POST", "/rooms?api-version=1", {**headers, "Host": "evil"}, body) == "signature mismatch"
+    assert verify(KEY, "POST", "/rooms?api-version=1", headers, b"{}") == "x-ms-content-sha256 does not match the body"
     other = base64.b64encode(b"another-key-another-key-32-bytes").decode()
     assert verify(other, "POST", "/rooms?api-version=1", headers, body) == "signature mismatch"
     stale = format_datetime(datetime.now(UTC) - timedelta(minutes=20), usegmt=True)
@@ -392,9 +375,7 @@ async def test_listener_joins_as_attendee_and_room_end_is_read_from_acs_when_not
     assert fake.participants[room_id] == {identity.user_id: "Attendee"}
 
 
-@pytest.mark.parametrize(
-    ("room_minutes", "token_minutes"), [(10, 60), (61, 61), (24 * 60, 1440), (3 * 24 * 60, 1440)]
-)
+@pytest.mark.parametrize(("room_minutes", "token_minutes"), [(10, 60), (61, 61), (24 * 60, 1440), (3 * 24 * 60, 1440)])
 async def test_token_lifetime_is_clamped_to_what_acs_accepts(
     fake_acs: tuple[FakeAcs, str], service: AcsRoomService, room_minutes: int, token_minutes: int
 ) -> None:
@@ -445,9 +426,7 @@ async def test_adding_to_an_unknown_room_raises_not_found(
         await service.add_participant("12345", "listener")
 
 
-async def test_bad_arguments_fail_before_any_request(
-    fake_acs: tuple[FakeAcs, str], service: AcsRoomService
-) -> None:
+async def test_bad_arguments_fail_before_any_request(fake_acs: tuple[FakeAcs, str], service: AcsRoomService) -> None:
     fake, _ = fake_acs
     start, end = soon(60)
     with pytest.raises(ValueError, match="role"):
@@ -502,9 +481,7 @@ async def test_from_settings_is_none_without_acs_and_reads_only_declared_setting
 async def test_from_settings_uses_the_user_assigned_identity_when_its_client_id_is_set() -> None:
     from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
 
-    svc = from_settings(
-        {"ACS_ENDPOINT": "https://acs.example.communication.azure.com", "AZURE_CLIENT_ID": "abc"}
-    )
+    svc = from_settings({"ACS_ENDPOINT": "https://acs.example.communication.azure.com", "AZURE_CLIENT_ID": "abc"})
     assert svc is not None and isinstance(svc._credential, ManagedIdentityCredential)
     await svc.aclose()
     svc = from_settings({"ACS_ENDPOINT": "https://acs.example.communication.azure.com"})
@@ -512,9 +489,7 @@ async def test_from_settings_uses_the_user_assigned_identity_when_its_client_id_
     await svc.aclose()
 
 
-async def test_from_settings_prefers_the_connection_string(
-    fake_acs: tuple[FakeAcs, str], ca_file: str
-) -> None:
+async def test_from_settings_prefers_the_connection_string(fake_acs: tuple[FakeAcs, str], ca_file: str) -> None:
     fake, endpoint = fake_acs
     svc = from_settings(
         {
@@ -527,3 +502,52 @@ async def test_from_settings_prefers_the_connection_string(
     async with svc:
         room_id = await svc.create_room(*soon(60))
     assert room_id in fake.rooms
+
+
+# --- through the RoomService port ---------------------------------------------------------------
+
+
+class MemoryStore:
+    """Just enough RoomStore for one create + join."""
+
+    def __init__(self) -> None:
+        self.rooms: dict[str, Any] = {}
+        self.members: dict[tuple[str, str], Any] = {}
+
+    async def save_room(self, room: Any) -> None:
+        self.rooms[room.room_id] = room
+
+    async def get_room(self, room_id: str) -> Any:
+        return self.rooms.get(room_id)
+
+    async def save_member(self, member: Any) -> None:
+        self.members[(member.room_id, member.member_id)] = member
+
+    async def get_member(self, room_id: str, member_id: str) -> Any:
+        return self.members.get((room_id, member_id))
+
+
+class UrlTokens:
+    async def client_url(self, user_id: str, minutes: int) -> str:
+        return f"wss://wps.example/client/hubs/rooms?access_token={user_id}.{minutes}"
+
+
+async def test_room_service_creates_acs_rooms_and_returns_acs_identities_on_join(
+    fake_acs: tuple[FakeAcs, str], service: AcsRoomService
+) -> None:
+    """The adapter plugged into babelroom's RoomService as its IdentityProvider, as functions/deps.py does."""
+    from babelroom.rooms import CreateRoom, JoinRoom, RoomService
+
+    fake, _ = fake_acs
+    rooms = RoomService(MemoryStore(), UrlTokens(), service)
+    room = await rooms.create(CreateRoom.parse({"name": "standup", "validForMinutes": 90}))
+    assert room.acs_room_id in fake.rooms
+    created = fake.requests[0].body
+    assert datetime.fromisoformat(created["validUntil"]) == room.valid_until
+
+    ticket = await rooms.join(room.room_id, JoinRoom.parse({"displayName": "Ana", "language": "es", "role": "speaker"}))
+    acs_view = ticket.public()["acs"]
+    assert set(acs_view) == {"userId", "token", "expiresOn"}
+    assert fake.participants[room.acs_room_id] == {acs_view["userId"]: "Presenter"}
+    assert 89 <= fake.requests[-2].body["expiresInMinutes"] <= 90
+    assert datetime.fromisoformat(acs_view["expiresOn"]) > room.valid_until - timedelta(minutes=2)
