@@ -13,6 +13,7 @@ from dataclasses import dataclass
 # name -> what it is (local.settings.sample.json and infra/bicep must set exactly these)
 SETTINGS: dict[str, str] = {
     "AzureWebJobsStorage": "storage connection (UseDevelopmentStorage=true for Azurite)",
+    "AzureWebJobsStorage__accountName": "storage account for identity-based access (Azure)",
     "WebPubSubConnectionString": "Web PubSub connection string with AccessKey (twin / key auth)",
     "WEBPUBSUB_ENDPOINT": "Web PubSub endpoint for Entra ID auth (Azure)",
     "WEBPUBSUB_HUB": "hub name, 'rooms'",

@@ -1,14 +1,17 @@
 """The twin's queue trigger listener: polls Azurite like the Functions queue extension does.
 
 Messages are invisible while a function runs, deleted when it succeeds, retried when it fails,
-and moved to "<queue>-poison" after MAX_DEQUEUE attempts, as in Azure.
+and moved to "<queue>-poison" after host.json maxDequeueCount attempts, as in Azure.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 from azure.core.exceptions import ResourceExistsError
@@ -18,14 +21,27 @@ from ..adapters.storage import connection_string
 from .host import FunctionHost, Registered, queue_message
 
 log = logging.getLogger(__name__)
-MAX_DEQUEUE = 5
-IDLE_POLL = 0.05  # seconds; host.json sets maxPollingInterval to 100 ms in Azure
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _span(value: str) -> float:
+    h, m, s = value.split(":")
+    return int(h) * 3600 + int(m) * 60 + float(s)
+
+
+def queue_options(host_json: Path = ROOT / "host.json") -> dict[str, Any]:
+    """The twin polls with the same host.json settings the Azure host uses."""
+    q = json.loads(host_json.read_text()).get("extensions", {}).get("queues", {})
+    return {"poll": _span(q.get("maxPollingInterval", "00:00:01")), "batch": int(q.get("batchSize", 16)),
+            "max_dequeue": int(q.get("maxDequeueCount", 5)),
+            "retry_after": _span(q.get("visibilityTimeout", "00:00:00"))}
 
 
 class QueueListener:
-    def __init__(self, host: FunctionHost, concurrency: int = 4) -> None:
+    def __init__(self, host: FunctionHost) -> None:
         self.host = host
-        self.concurrency = concurrency
+        self.options = queue_options()
+        self.concurrency = self.options["batch"]
         self.tasks: list[asyncio.Task[None]] = []
         self.in_flight = 0
         self.processed = 0
@@ -62,7 +78,7 @@ class QueueListener:
                     await sem.acquire()
                     asyncio.create_task(self._one(f, queue, poison, msg, sem))
                 if not got:
-                    await asyncio.sleep(IDLE_POLL)
+                    await asyncio.sleep(self.options["poll"])
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # storage blip: keep listening
@@ -73,8 +89,6 @@ class QueueListener:
                    sem: asyncio.Semaphore) -> None:
         self.in_flight += 1
         try:
-            import base64
-
             body = base64.b64decode(msg.content)
             await self.host.invoke(f, queue_message(msg.id, body, msg.dequeue_count, msg.pop_receipt))
             await queue.delete_message(msg.id, msg.pop_receipt)
@@ -82,11 +96,12 @@ class QueueListener:
         except Exception:
             self.failed += 1
             log.exception("%s failed on message %s (attempt %s)", f.name, msg.id, msg.dequeue_count)
-            if msg.dequeue_count >= MAX_DEQUEUE:
+            if msg.dequeue_count >= self.options["max_dequeue"]:
                 await poison.send_message(msg.content)
                 await queue.delete_message(msg.id, msg.pop_receipt)
             else:
-                await queue.update_message(msg.id, msg.pop_receipt, visibility_timeout=1)
+                retry = max(1, int(self.options["retry_after"]))
+                await queue.update_message(msg.id, msg.pop_receipt, visibility_timeout=retry)
         finally:
             self.in_flight -= 1
             sem.release()
