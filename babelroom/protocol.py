@@ -58,7 +58,7 @@ def parse_event(event: str, data: Any, member: Member) -> dict[str, Any]:
     if event in SPEAKER_EVENTS and member.role != "speaker":
         raise ProtocolError("forbidden", f"listeners may not send {event}")
     if event == "turn.start":
-        return {"turn": _turn(data)}
+        return {"turn": _turn(data), "whole": data.get("whole") is True}
     if event == "audio":
         rate = data.get("rate", WIRE_RATE)
         if rate != WIRE_RATE:

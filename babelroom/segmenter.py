@@ -91,12 +91,15 @@ class Segmenter:
     def __init__(self, limits: Limits | None = None) -> None:
         self.limits = limits or Limits()
 
-    def start(self, state: dict[str, Any], turn: str) -> Outcome:
+    def start(self, state: dict[str, Any], turn: str, whole: bool = False) -> Outcome:
+        """`whole`: one segment per turn, closed at release (the seed's strategy, kept as the
+        benchmark baseline)."""
         out = Outcome()
         if turn in state["done"] or state["turn"] == turn:
             out.late = turn in state["done"]
             return out
         self._switch(state, turn, out)
+        state["whole"] = whole
         return out
 
     def frame(self, state: dict[str, Any], turn: str, seq: int, pcm: bytes) -> Outcome:
@@ -175,7 +178,7 @@ class Segmenter:
         state["next"] = seq + 1
         if state["bytes"] >= lim.max_bytes:
             self._close(state, out, "size")
-        elif state["bytes"] >= lim.duration_bytes:
+        elif state["bytes"] >= lim.duration_bytes and not state.get("whole"):
             self._close(state, out, "duration")
         elif state["inline"] >= lim.state_limit:
             block = f"{len(state['blocks']):06d}"

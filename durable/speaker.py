@@ -38,7 +38,7 @@ def _queue() -> Any:
 
 def _apply(state: dict[str, Any], op: str, data: dict[str, Any]) -> Outcome:
     if op == "start":
-        return segmenter.start(state, data["turn"])
+        return segmenter.start(state, data["turn"], bool(data.get("whole")))
     if op == "frame":
         return segmenter.frame(state, data["turn"], int(data["seq"]), base64.b64decode(data["pcm"]))
     if op == "silence":
