@@ -41,9 +41,9 @@ param realtimeModelName string = 'gpt-realtime'
 @description('Version of realtimeModelName.')
 param realtimeModelVersion string = '2025-08-28'
 
-@description('GlobalStandard capacity of the realtime deployment (thousands of tokens per minute).')
+@description('GlobalStandard capacity of the realtime deployment in thousands of tokens per minute; one speaker translated into one language uses ~5K TPM.')
 @minValue(1)
-param realtimeCapacity int = 10
+param realtimeCapacity int = 50
 
 @description('Azure OpenAI data-plane API version the translator uses for realtime sessions.')
 param openAiApiVersion string = '2025-04-01-preview'
@@ -188,9 +188,11 @@ var hostSettings = {
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identity.outputs.clientId};Authorization=AAD'
 }
 
-// Read by babelroom code (babelroom/config.py, babelroom/adapters/*). Not set in Azure on
-// purpose: ACS_CONNECTION_STRING and WebPubSubConnectionString (key auth, developers/twin only),
-// BABELROOM_TOKEN_KEY (ROOM_SERVICE=local only).
+// Read by babelroom code (babelroom/config.py, babelroom/adapters/*, local.settings.sample.json).
+// Not set in Azure on purpose (tests/infra/test_bicep.py NOT_IN_AZURE): key-auth settings
+// (WebPubSubConnectionString, ACS_CONNECTION_STRING, AZURE_OPENAI_API_KEY), the connection-string
+// form of AzureWebJobsStorage, the twin/OpenAI-only OPENAI_BASE_URL and OPENAI_API_KEY,
+// BABELROOM_TOKEN_KEY (ROOM_SERVICE=local only) and FUNCTIONS_WORKER_RUNTIME (Flex rejects it).
 var codeSettings = {
   AZURE_CLIENT_ID: identity.outputs.clientId
   WEBPUBSUB_ENDPOINT: webPubSub.outputs.endpoint
@@ -245,7 +247,9 @@ module webPubSubHub 'modules/webpubsub-hub.bicep' = {
 output AZURE_LOCATION string = location
 output AZURE_TENANT_ID string = tenant().tenantId
 output AZURE_RESOURCE_GROUP string = rg.name
-output AZURE_CLIENT_ID string = identity.outputs.clientId
+// Not named AZURE_CLIENT_ID: azd loads outputs into the developer's shell, where that name would
+// make DefaultAzureCredential try the app's managed identity on a laptop.
+output AZURE_APP_IDENTITY_CLIENT_ID string = identity.outputs.clientId
 output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
 output SERVICE_API_NAME string = functionApp.outputs.name
 output SERVICE_API_URI string = functionApp.outputs.uri

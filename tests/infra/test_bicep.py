@@ -454,7 +454,37 @@ def test_no_keys_where_a_role_suffices() -> None:
     assert calls == [("webpubsub-hub.bicep", "listKeys(")]
 
 
-def test_app_settings_are_the_two_blocks_and_cover_what_the_code_reads() -> None:
+# Settings the code reads that Azure must NOT get, each with the reason (docs/deploy.md §1).
+NOT_IN_AZURE: dict[str, str] = {
+    "FUNCTIONS_WORKER_RUNTIME": "Flex Consumption takes the runtime from functionAppConfig and rejects the setting",
+    "AzureWebJobsStorage": "identity-based instead: AzureWebJobsStorage__accountName/__credential/__clientId",
+    "WebPubSubConnectionString": "key auth (twin); Azure uses WebPubSubConnectionString__serviceUri + identity",
+    "BABELROOM_TOKEN_KEY": "only for ROOM_SERVICE=local",
+    "ACS_CONNECTION_STRING": "key auth; Azure uses ACS_ENDPOINT + identity",
+    "OPENAI_BASE_URL": "the twin's engine or OpenAI itself, not Azure OpenAI",
+    "OPENAI_API_KEY": "OpenAI itself, not Azure OpenAI",
+    "AZURE_OPENAI_API_KEY": "key auth; Azure uses Entra ID (Cognitive Services OpenAI User)",
+}
+
+
+def code_setting_names() -> set[str]:
+    """Every setting name the code declares: SETTINGS constants and local.settings.sample.json."""
+    from babelroom.adapters import acs
+
+    names: set[str] = set(acs.SETTINGS)
+    try:
+        from babelroom import config
+
+        names |= set(config.SETTINGS)
+    except ImportError:  # pragma: no cover - config lands with the function app work
+        pass
+    sample = REPO / "local.settings.sample.json"
+    if sample.exists():
+        names |= set(json.loads(sample.read_text())["Values"])
+    return names
+
+
+def test_app_settings_are_the_two_blocks_and_match_what_the_code_reads() -> None:
     settings = app_settings()
     assert not settings["host"] & settings["code"]
     assert {
@@ -466,23 +496,47 @@ def test_app_settings_are_the_two_blocks_and_cover_what_the_code_reads() -> None
         "WebPubSubConnectionString__clientId",
         "APPLICATIONINSIGHTS_CONNECTION_STRING",
     } <= settings["host"]
-    assert not {"FUNCTIONS_WORKER_RUNTIME", "FUNCTIONS_EXTENSION_VERSION"} & (settings["host"] | settings["code"])
+    everything = settings["host"] | settings["code"]
+    assert not {"FUNCTIONS_WORKER_RUNTIME", "FUNCTIONS_EXTENSION_VERSION"} & everything
     main = parse(INFRA / "main.bicep")
     assert "appSettings: union(hostSettings, codeSettings)" in main.text
-    # names read by the code (modules that declare SETTINGS) must be set, except the key-based and
-    # local-only ones; identity-based connections satisfy their plain name.
-    from babelroom.adapters import acs
+    assert settings_problems(INFRA) == []
 
-    read: set[str] = set(acs.SETTINGS)
-    try:
-        from babelroom import config
 
-        read |= set(config.SETTINGS)
-    except ImportError:  # pragma: no cover - config lands with the function app work
-        pass
-    local_only = {"ACS_CONNECTION_STRING", "BABELROOM_TOKEN_KEY", "WebPubSubConnectionString"}
-    provided = settings["code"] | {s.split("__")[0] for s in settings["host"]}
-    assert sorted(read - local_only - provided) == []
+def settings_problems(root: Path) -> list[str]:
+    """The config contract from the Bicep side: what the code reads vs. what Azure sets."""
+    settings = app_settings(root)
+    everything = settings["host"] | settings["code"]
+    read = code_setting_names()
+    problems = [
+        f"{n}: read by the code but not set in main.bicep" for n in sorted(read - everything - set(NOT_IN_AZURE))
+    ]
+    problems += [f"{n}: set in codeSettings but read by no code" for n in sorted(settings["code"] - read)]
+    problems += [f"{n}: set in Azure but listed in NOT_IN_AZURE" for n in sorted(everything & set(NOT_IN_AZURE))]
+    return problems
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ("  SEGMENT_QUEUE: storage.outputs.segmentQueueName\n", "", "SEGMENT_QUEUE: read by the code but not set"),
+        (
+            "  ROOM_SERVICE: 'acs'\n",
+            "  ROOM_SERVICE: 'acs'\n  ROOMS_SERVICE: 'acs'\n",
+            "ROOMS_SERVICE: set in codeSettings but",
+        ),
+        (
+            "  WEBPUBSUB_HUB: webPubSubHubName\n",
+            "  WEBPUBSUB_HUB: webPubSubHubName\n  BABELROOM_TOKEN_KEY: 'x'\n",
+            "BABELROOM_TOKEN_KEY: set in Azure",
+        ),
+    ],
+)
+def test_settings_contract_catches_a_wrong_name(old: str, new: str, expected: str, tmp_path: Path) -> None:
+    copy = tmp_path / "bicep"
+    shutil.copytree(INFRA, copy)
+    edit("main.bicep", old, new)(copy)
+    assert any(expected in p for p in settings_problems(copy)), settings_problems(copy)
 
 
 def test_azure_yaml_points_at_this_template() -> None:
