@@ -32,7 +32,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from azure.core.credentials import AzureKeyCredential
+from azure.core.credentials import AccessToken, AzureKeyCredential
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
 
 from babelroom.adapters import acs
@@ -94,6 +94,7 @@ class FakeAcs:
     """The three ACS operations the adapter uses, plus GET room, with ACS's validation."""
 
     key: str
+    bearer: str | None = None  # an Entra token the look-alike accepts instead of the HMAC key
     requests: list[Seen] = field(default_factory=list)
     refusals: list[str] = field(default_factory=list)
     rooms: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -106,7 +107,11 @@ class FakeAcs:
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()
-        reason = verify(self.key, request.method, request.raw_path, request.headers, body)
+        auth = request.headers.get("Authorization", "")
+        if auth.startswith("Bearer "):
+            reason = None if self.bearer and auth == f"Bearer {self.bearer}" else "bearer token not accepted"
+        else:
+            reason = verify(self.key, request.method, request.raw_path, request.headers, body)
         if reason:
             self.refusals.append(reason)
             return self.error(401, "Denied", f"Denied by the resource provider: {reason}")
@@ -551,3 +556,54 @@ async def test_room_service_creates_acs_rooms_and_returns_acs_identities_on_join
     assert fake.participants[room.acs_room_id] == {acs_view["userId"]: "Presenter"}
     assert 89 <= fake.requests[-2].body["expiresInMinutes"] <= 90
     assert datetime.fromisoformat(acs_view["expiresOn"]) > room.valid_until - timedelta(minutes=2)
+
+
+class StaticCredential:
+    """An async token credential handing out one token, recording the scopes it was asked for."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+        self.scopes: list[tuple[str, ...]] = []
+        self.closed = False
+
+    async def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        self.scopes.append(scopes)
+        return AccessToken(self.token, int((datetime.now(UTC) + timedelta(hours=1)).timestamp()))
+
+    async def close(self) -> None:
+        self.closed = True
+
+    async def __aenter__(self) -> StaticCredential:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+async def test_entra_id_path_sends_a_bearer_token_for_the_acs_scope(
+    fake_acs: tuple[FakeAcs, str], ca_file: str
+) -> None:
+    """What Azure runs: ACS_ENDPOINT + a token credential (the managed identity), no key at all."""
+    fake, endpoint = fake_acs
+    fake.bearer = "entra-token-for-the-app"
+    credential = StaticCredential(fake.bearer)
+    async with AcsRoomService.from_credential(endpoint, credential, connection_verify=ca_file) as svc:  # type: ignore[arg-type]
+        start, end = soon(60)
+        room_id = await svc.create_room(start, end)
+        identity = await svc.add_participant(room_id, "listener", valid_until=end, now=start)
+    assert credential.closed  # the adapter owns the credential it was given
+    assert fake.refusals == []
+    assert fake.participants[room_id] == {identity.user_id: "Attendee"}
+    assert {s for call in credential.scopes for s in call} == {"https://communication.azure.com//.default"}
+    assert all(r.headers["Authorization"] == f"Bearer {fake.bearer}" for r in fake.requests)
+    assert not any("x-ms-content-sha256" in {k.lower() for k in r.headers} for r in fake.requests)
+
+
+async def test_entra_id_path_raises_when_the_token_is_refused(fake_acs: tuple[FakeAcs, str], ca_file: str) -> None:
+    fake, endpoint = fake_acs
+    fake.bearer = "the-right-token"
+    credential = StaticCredential("a-token-for-another-resource")
+    async with AcsRoomService.from_credential(endpoint, credential, connection_verify=ca_file) as svc:  # type: ignore[arg-type]
+        with pytest.raises(ClientAuthenticationError):
+            await svc.create_room(*soon(60))
+    assert fake.refusals == ["bearer token not accepted"] and fake.rooms == {}
