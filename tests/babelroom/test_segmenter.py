@@ -122,7 +122,7 @@ def test_a_new_turn_closes_the_previous_one_so_nothing_is_stuck() -> None:
 
 def test_a_lost_frame_is_given_up_after_the_pending_bound() -> None:
     seg, state = Segmenter(Limits(seconds=60)), new_state()
-    actions = run(seg, state, [("frame", "t", i, frame(i)) for i in range(1, 70)])
+    run(seg, state, [("frame", "t", i, frame(i)) for i in range(1, 70)])
     assert state["next"] > 1  # the gap at 0 no longer holds everything back
     assert not seg.frame(state, "t", 0, frame(0)).actions
 

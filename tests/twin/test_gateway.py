@@ -759,8 +759,18 @@ def test_slow_consumer_is_closed_not_waited_for(server: Server) -> None:
         server.gateway.outbound_queue_limit = 8
         try:
             # websockets stops reading the socket once its small queue is full: a stuck browser tab.
+            # A tiny receive buffer keeps the kernel from absorbing megabytes before the queue fills.
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", server.port))
             slow = await websockets.connect(
-                ws_url(server, slow_tok), subprotocols=[JSON_SUB], max_queue=1, compression=None, max_size=None
+                ws_url(server, slow_tok),
+                sock=sock,
+                subprotocols=[JSON_SUB],
+                max_queue=1,
+                compression=None,
+                max_size=None,
             )
             async with websockets.connect(
                 ws_url(server, fast_tok), subprotocols=[JSON_SUB], max_size=None, compression=None
@@ -778,7 +788,7 @@ def test_slow_consumer_is_closed_not_waited_for(server: Server) -> None:
                     c.user_id == "slow"
                     for c in server.gateway._hubs[HUB].connections.values()  # noqa: SLF001
                 )
-                await slow.close()
+                slow.transport.abort()  # it never read its messages: no polite close handshake
                 return (0 if cid_alive else 1), elapsed
         finally:
             server.gateway.outbound_queue_limit = 1024
@@ -794,3 +804,64 @@ def test_gateway_survives_everything_above(server: Server, clients: list[Client]
     c = open_client(server, clients, user_id="last")
     c.client.send_event("chat", "ok", WebPubSubDataType.TEXT)
     wait_for(lambda: c.server_msgs, what="still serving")
+
+
+def test_client_side_network_drop_is_recovered(server: Server, clients: list[Client]) -> None:
+    """No close frame at all (TCP cut from the client side): the SDK resumes the same connection."""
+    c = open_client(server, clients, user_id="cut", groups=["cut-g"])
+    cid = c.connection_id
+    sdk_ws = c.client._ws  # noqa: SLF001 - reach the socket the way a network failure would
+    assert sdk_ws is not None and sdk_ws.sock is not None
+    sdk_ws.sock.sock.shutdown(socket.SHUT_RDWR)
+    server.service().send_to_group("cut-g", "while-cut", content_type="text/plain")
+    wait_for(lambda: c.group, timeout=10, what="message sent while the TCP connection was cut")
+    assert c.group[0].data == "while-cut"
+    assert c.client._connection_id == cid  # noqa: SLF001
+    assert server.service().connection_exists(cid)
+
+
+def test_sdk_close_disconnects_at_once(server: Server) -> None:
+    c = Client(server.url(user_id="leaver"))
+    c.open()
+    cid = c.connection_id
+    c.close()
+    wait_for(
+        lambda: any(ctx.connection_id == cid for ctx, _ in server.sink.of("disconnected")),
+        timeout=3,
+        what="disconnected right after a normal close (no 30 s recovery wait)",
+    )
+
+
+def test_query_hub_endpoint_header_token_and_odd_names(server: Server) -> None:
+    tok = token_for(server, user_id="odd", roles=[JOIN])
+    group = "sala café/1 ?&#"
+
+    async def run() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        url = f"ws://127.0.0.1:{server.port}/client/?hub=Rooms"
+        headers = {"Authorization": f"Bearer {tok}"}
+        async with websockets.connect(url, subprotocols=[JSON_SUB], additional_headers=headers) as ws:
+            hello = await _recv_json(ws)
+            await ws.send(json.dumps({"type": "joinGroup", "group": group, "ackId": 1}))
+            ack = await _recv_json(ws)
+            svc = WebPubSubServiceClient.from_connection_string(server.cs, hub="ROOMS")
+            await asyncio.to_thread(svc.send_to_group, group, {"ok": "ü"}, content_type="application/json")
+            msg = await _recv_json(ws)
+            await ws.send('{"type":"sendToGroup","group":"x","dataType":"json","data":NaN,"ackId":2}')
+            nan = await _recv_json(ws)  # NaN is not JSON: the frame is invalid, like "{not json"
+            assert (nan["type"], nan["event"]) == ("system", "disconnected")
+            return hello, ack, msg
+
+    hello, ack, msg = server.call(run(), timeout=20)
+    assert hello["userId"] == "odd" and ack["success"] is True
+    assert msg["group"] == group and msg["data"] == {"ok": "ü"}
+
+
+def test_sdk_acks_never_stall(server: Server, clients: list[Client]) -> None:
+    """Guards the ack delay: SDK 1.1.0 loses acks that beat its cv.wait() and then stalls 5 s here."""
+    c = open_client(server, clients, user_id="fast-acks", roles=[JOIN, SEND])
+    t0 = time.monotonic()
+    for i in range(10):
+        c.client.join_group(f"fa{i}")
+        c.client.send_to_group(f"fa{i}", i, WebPubSubDataType.JSON)
+        c.client.send_event("silent", str(i), WebPubSubDataType.TEXT)
+    assert time.monotonic() - t0 < 4.0

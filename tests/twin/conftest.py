@@ -1,0 +1,64 @@
+"""Twin test helpers: participants driven by the official Web PubSub client SDK."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from azure.messaging.webpubsubclient import WebPubSubClient, WebPubSubClientCredential
+from azure.messaging.webpubsubclient.models import CallbackType
+
+
+class Listener:
+    """An official WebPubSubClient that records every message it receives."""
+
+    def __init__(self, ticket: dict[str, Any]) -> None:
+        self.ticket = ticket
+        self.messages: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+        self.client = WebPubSubClient(
+            WebPubSubClientCredential(client_access_url_provider=lambda: ticket["url"]), ack_timeout=20)
+        self.client.subscribe(CallbackType.GROUP_MESSAGE, self._on)
+        self.client.subscribe(CallbackType.SERVER_MESSAGE, self._on)
+        self.client.open()
+
+    def _on(self, e: Any) -> None:
+        with self.lock:
+            self.messages.append(e.data)
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [m for m in self.messages if isinstance(m, dict) and m.get("type") == kind]
+
+    def wait(self, pred: Callable[[], Any], timeout: float = 30) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            got = pred()
+            if got:
+                return got
+            time.sleep(0.05)
+        raise AssertionError(f"timed out; received {json.dumps(self.messages)[:2000]}")
+
+    def close(self) -> None:
+        self.client.close()
+
+
+@pytest.fixture
+def people(stack: Any) -> Iterator[Callable[..., Listener]]:
+    made: list[Listener] = []
+
+    def make(room_id: str, name: str, language: str, role: str = "speaker", **extra: Any) -> Listener:
+        p = Listener(stack.join(room_id, name, language, role, **extra))
+        p.wait(lambda: p.of("welcome"))
+        made.append(p)
+        return p
+
+    yield make
+    for p in made:
+        p.close()
+
+
