@@ -7,6 +7,8 @@ inside the page, including an AnalyserNode on the audio output) and from the vis
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 import shutil
 import subprocess
@@ -171,6 +173,7 @@ def test_spanish_speaker_is_read_and_heard_in_english_and_portuguese(stack, laun
     ana.wait_for_timeout(int((seconds + 0.7) * 1000))
     ana.keyboard.up("p")
     expect(ana.locator("#talk")).to_have_attribute("aria-pressed", "false")
+    ana.wait_for_function("() => window.babelroom.stats.turnEnds === 1")  # after the last, shorter frame
 
     s = stats(ana)
     assert s["turnStarts"] == 1 and s["turnEnds"] == 1, s
@@ -205,7 +208,8 @@ def test_spanish_speaker_is_read_and_heard_in_english_and_portuguese(stack, laun
         timeout=ENGINE_TIMEOUT_MS,
     )
     en = final_captions(bob, "en")
-    assert en and all(c["sourceLanguage"] == "es" and c["userId"] == ana.evaluate("window.babelroom.userId") for c in en), en
+    ana_id = ana.evaluate("window.babelroom.userId")
+    assert en and all(c["sourceLanguage"] == "es" and c["userId"] == ana_id for c in en), en
     assert all(c["translated"] for c in en), en
     original = " ".join(c["original"] for c in en)
     english = " ".join(c["text"] for c in en)
@@ -240,8 +244,20 @@ def test_spanish_speaker_is_read_and_heard_in_english_and_portuguese(stack, laun
     assert stats(ana)["audioChunksPlayed"] == 0
 
 
+def wire_log(page: Page) -> list[dict]:
+    """Every JSON frame the page sends on its Web PubSub sockets, as seen by the browser."""
+    sent: list[dict] = []
+
+    def on_ws(ws) -> None:
+        ws.on("framesent", lambda payload: sent.append(json.loads(payload)) if isinstance(payload, str) else None)
+
+    page.on("websocket", on_ws)
+    return sent
+
+
 def test_p_typed_in_chat_starts_no_turn_and_blur_ends_a_turn(stack, launch) -> None:
     page = launch("solo")
+    wire = wire_log(page)
     join(page, stack.url, "Solo", "en")
 
     # Typing (and even holding) p in the chat box is text, not push-to-talk.
@@ -275,6 +291,22 @@ def test_p_typed_in_chat_starts_no_turn_and_blur_ends_a_turn(stack, launch) -> N
     s = stats(page)
     assert s["sent"]["turn.start"] == 1 and s["sent"]["turn.end"] == 1, s
     frames = s["framesSent"]
+
+    # On the wire: event frames with ackIds, one turn.start, 100 ms PCM16 16 kHz frames seq 0..n-1
+    # (only the last may be shorter), then one turn.end counting them.
+    events = [f for f in wire if f.get("type") == "event"]
+    turn_events = [f for f in events if f["event"] in ("turn.start", "audio", "turn.end")]
+    assert [f["event"] for f in turn_events][0] == "turn.start" and turn_events[-1]["event"] == "turn.end"
+    turn = turn_events[0]["data"]["turn"]
+    audio = [f["data"] for f in turn_events if f["event"] == "audio"]
+    assert all(a["turn"] == turn and a["rate"] == 16000 for a in audio)
+    assert [a["seq"] for a in audio] == list(range(len(audio))) == list(range(frames))
+    sizes = [len(base64.b64decode(a["pcm"])) for a in audio]
+    assert all(n == 3200 for n in sizes[:-1]) and 0 < sizes[-1] <= 3200, sizes
+    assert turn_events[-1]["data"] == {"turn": turn, "frames": frames}
+    assert all(isinstance(f.get("ackId"), int) and f.get("dataType") == "json" for f in events)
+    assert len({f["ackId"] for f in events}) == len(events)
+
     page.keyboard.up("p")  # the late key-up must not start or end anything
     page.wait_for_timeout(400)
     s = stats(page)
@@ -369,7 +401,8 @@ def test_reconnect_resumes_without_lost_or_duplicated_lines(stack, launch) -> No
 
     # Recovery refused (a bad reconnection token is closed with 1008): the page joins again, keeps its lines.
     old_user = bob.evaluate("() => window.babelroom.userId")
-    bob.evaluate("() => { window.babelroom.app.client.reconnectionToken = 'bogus'; window.babelroom.dropConnection(); }")
+    bob.evaluate("() => { window.babelroom.app.client.reconnectionToken = 'bogus';"
+                 " window.babelroom.dropConnection(); }")
     bob.wait_for_function("() => window.babelroom.connection.freshConnections === 1", timeout=UI_TIMEOUT_MS * 3)
     expect(bob.locator("#conn")).to_have_attribute("data-state", "connected")
     bob.wait_for_function("(old) => window.babelroom.userId && window.babelroom.userId !== old", arg=old_user)
