@@ -61,9 +61,8 @@ class DurableEntities:
         return json.loads(ent.state)
 
     async def drain(self) -> None:
-        """Wait until every inbox is empty (tests, shutdown)."""
-        while any(e.task and not e.task.done() for e in self.entities.values()):
-            await asyncio.sleep(0.01)
+        """Wait until every entity has run what it was sent (shutdown)."""
+        await asyncio.gather(*(e.task for e in self.entities.values() if e.task), return_exceptions=True)
 
     async def _run(self, ent: _Entity) -> None:
         fn = self.host.entity(ent.name)

@@ -57,8 +57,8 @@ class Twin:
         tail = request.match_info["tail"]
         found = self.host.http(request.method, tail)
         if found is None:
-            return web.json_response({"error": {"code": "not_found", "message": f"no route {request.method} /api/{tail}"}},
-                                     status=404)
+            message = f"no route {request.method} /api/{tail}"
+            return web.json_response({"error": {"code": "not_found", "message": message}}, status=404)
         f, route_params = found
         req = http_request(request.method, str(request.url), dict(request.headers), dict(request.query),
                            route_params, await request.read())

@@ -64,7 +64,8 @@ def http_ok(url: str) -> bool:
         return False
 
 
-def start_azurite(blob: int, queue: int, table: int, location: Path, log: Path | None = None) -> subprocess.Popen[bytes]:
+def start_azurite(blob: int, queue: int, table: int, location: Path,
+                  log: Path | None = None) -> subprocess.Popen[bytes]:
     exe = str(AZURITE_BIN) if AZURITE_BIN.exists() else shutil.which("azurite")
     if not exe:
         raise RuntimeError("Azurite is not installed: run `make install` (npm install azurite into .tools/)")
