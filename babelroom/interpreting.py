@@ -38,6 +38,8 @@ class Usage:
     messages: int = 0
     audio_bytes_out: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    original: str = ""
+    texts: dict[str, str] = field(default_factory=dict)  # the transcript, per language
 
 
 def hear_languages(room_state: dict[str, Any] | None) -> set[str]:
@@ -79,6 +81,7 @@ class Interpreter:
                 return
             source_sent.set()
             source_text.append(text)
+            usage.original = text
             usage.timings.setdefault("source_text", time.monotonic() - t0)
             if src in languages and text:
                 await self._send(usage, speaker.room_id, src, base | {
@@ -114,6 +117,7 @@ class Interpreter:
                         seq += 1
             if target == src:
                 return
+            usage.texts[target] = text or original
             if original or text:
                 msg = base | {"type": "caption", "final": True, "original": original, "language": target,
                               "text": text or original, "translated": translated}
