@@ -1,7 +1,8 @@
 """The translator function: one closed segment from the queue → every language group of its room.
 
 The queue delivers at least once; a marker blob created with if-none-match makes each segment
-translated exactly once even when two workers get the same message.
+translated once even when two workers get the same message. A failed attempt removes its marker so
+the queue's retry translates it; only a worker that dies mid-segment leaves it untranslated.
 """
 
 from __future__ import annotations
@@ -35,11 +36,15 @@ async def translate_segment(msg: func.QueueMessage, client: df.DurableOrchestrat
     except ResourceExistsError:
         log.info("segment %s already translated; skipping the redelivery", job["id"])
         return
-    pcm = await read_segment(deps.blob_service(), s.segments_container, job["blob"])
-    state = (await client.read_entity_state(df.EntityId("room", job["room"]))).entity_state
-    speaker = Speaker(job["room"], job["userId"], job["name"] or "", job["language"])
-    usage = await deps.interpreter().segment(speaker, job["turn"], int(job["index"]), pcm,
-                                             hear_languages(state) or {job["language"]})
+    try:
+        pcm = await read_segment(deps.blob_service(), s.segments_container, job["blob"])
+        state = (await client.read_entity_state(df.EntityId("room", job["room"]))).entity_state
+        speaker = Speaker(job["room"], job["userId"], job["name"] or "", job["language"])
+        usage = await deps.interpreter().segment(speaker, job["turn"], int(job["index"]), pcm,
+                                                 hear_languages(state) or {job["language"]})
+    except Exception:
+        await records.delete_blob(marker)
+        raise
     record = {"segment": job, "usage": usage.__dict__, "at": datetime.now(UTC).isoformat()}
     await records.upload_blob(f"usage/{job['id'].replace(':', '/')}.json", json.dumps(record).encode(),
                               overwrite=True)
