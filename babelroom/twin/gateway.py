@@ -178,7 +178,7 @@ class _Data:
             return bytes(self.value)
         if self.data_type == "text":
             return str(self.value)
-        return json.dumps(self.value, ensure_ascii=False, separators=(",", ":"))
+        return json.dumps(self.value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
     def json_fields(self) -> str:
         """``"dataType":..,"data":..`` for the JSON subprotocols (binary as base64)."""
@@ -186,7 +186,7 @@ class _Data:
             encoded: Any = base64.b64encode(bytes(self.value)).decode("ascii")
         else:
             encoded = self.value
-        data = json.dumps(encoded, ensure_ascii=False, separators=(",", ":"))
+        data = json.dumps(encoded, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
         return f'"dataType":"{self.data_type}","data":{data}'
 
     def size(self) -> int:
@@ -224,6 +224,15 @@ class _Out:
         if self._raw is None:
             self._raw = self.data.raw()
         return self._raw
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _loads(text: str | bytes) -> Any:
+    """Strict JSON (no NaN/Infinity), like the service's parser: what we relay must stay valid JSON."""
+    return json.loads(text, parse_constant=_no_constants)
 
 
 def _dumps(obj: Any) -> str:
@@ -269,7 +278,7 @@ def _result_data(data: Any, data_type: str) -> _Data:
             return _Data("text", bytes(data).decode("utf-8"))
         return _Data("text", str(data))
     if isinstance(data, (bytes, bytearray)):
-        return _Data("json", json.loads(bytes(data).decode("utf-8")))
+        return _Data("json", _loads(bytes(data).decode("utf-8")))
     return _Data("json", data)
 
 
@@ -466,6 +475,8 @@ class Gateway:
         outbound_queue_limit: int = 1024,
         reliable_buffer_messages: int = 1000,
         reliable_buffer_bytes: int = 16 << 20,
+        ack_delay: float = 0.02,
+        handshake_delay: float = 0.02,
     ) -> None:
         self.cs = parse_connection_string(connection_string)
         self.sink = hub_sink
@@ -475,6 +486,13 @@ class Gateway:
         self.outbound_queue_limit = outbound_queue_limit
         self.reliable_buffer_messages = reliable_buffer_messages
         self.reliable_buffer_bytes = reliable_buffer_bytes
+        # azure-messaging-webpubsubclient 1.1.0 sends, *then* starts waiting on a condition variable:
+        # an ack that arrives in between is lost and the call stalls for ack_timeout (30 s). Over a
+        # real network the round trip hides that race; on loopback we imitate it by holding acks.
+        self.ack_delay = ack_delay
+        # Same race in WebPubSubClient.open(): it starts the socket thread, then waits for on_open;
+        # a handshake that completes first leaves open() (and every recovery) waiting start_timeout.
+        self.handshake_delay = handshake_delay
         self._hubs: dict[str, _Hub] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -634,6 +652,8 @@ class Gateway:
             protocols=protocols, max_msg_size=self.max_message_bytes, autoping=True, heartbeat=None
         )
         try:
+            if self.handshake_delay > 0:
+                await asyncio.sleep(self.handshake_delay)
             await ws.prepare(request)
         except (ConnectionError, RuntimeError):
             return ws
@@ -675,6 +695,8 @@ class Gateway:
         )
         protocols = (selected,) if selected else ()
         ws = web.WebSocketResponse(protocols=protocols, max_msg_size=self.max_message_bytes)
+        if self.handshake_delay > 0:
+            await asyncio.sleep(self.handshake_delay)
         await ws.prepare(request)
         if not ok or conn is None:
             await ws.close(code=CLOSE_POLICY_VIOLATION, message=b"The connection could not be recovered.")
@@ -699,13 +721,16 @@ class Gateway:
         return transport
 
     async def _run(self, conn: _Connection, transport: _Transport) -> None:
-        """Read frames until the socket ends, then detach (reliable) or remove the connection."""
+        """Read frames until the socket ends, then detach (reliable) or remove the connection.
+
+        Only a close frame with 1000 from the client ends a reliable connection at once; a lost
+        TCP connection (no close frame) or any other code leaves it recoverable, as in the service.
+        """
         ws = transport.ws
         reason: str | None = None
         try:
-            async for msg in ws:
-                if conn.closed or conn.transport is not transport:
-                    break
+            while not (conn.closed or conn.transport is not transport):
+                msg = await ws.receive()
                 if msg.type == WSMsgType.TEXT:
                     if conn.raw:
                         await self._raw_event(conn, transport, _Data("text", msg.data))
@@ -721,22 +746,23 @@ class Gateway:
                             CLOSE_UNSUPPORTED_DATA,
                             "The JSON subprotocol requires text messages.",
                         )
+                elif msg.type == WSMsgType.CLOSE:
+                    if msg.data == CLOSE_NORMAL and not transport.closing:
+                        transport.recoverable = False  # the client said goodbye
+                        reason = msg.extra or "Connection closed by the client."
+                    break
                 elif msg.type == WSMsgType.ERROR:
-                    reason = (
-                        "The client message is too large."
-                        if ws.close_code == CLOSE_TOO_BIG
-                        else str(ws.exception() or "WebSocket error")
-                    )
-                    transport.recoverable = False
+                    too_big = ws.close_code == CLOSE_TOO_BIG
+                    reason = "The client message is too large." if too_big else f"WebSocket error: {msg.data}"
+                    transport.recoverable = not too_big and conn.reliable
+                    break
+                else:  # CLOSING / CLOSED: we closed it, or the TCP connection is gone
                     break
         except Exception:  # never let one client's bug reach the others
             log.exception("connection %s failed", conn.connection_id)
-            transport.recoverable = False
-            reason = "Internal server error."
+            if not conn.closed and conn.transport is transport:
+                self._violation(conn, transport, CLOSE_INTERNAL_ERROR, "Internal server error.")
         finally:
-            if not transport.closing and ws.close_code == CLOSE_NORMAL:
-                transport.recoverable = False  # the client said goodbye
-                reason = reason or "Connection closed by the client."
             await self._drain_writer(transport)
             self._detach(conn, transport, reason)
 
@@ -867,8 +893,10 @@ class Gateway:
         self._remove(conn, reason)
 
     def _send_control(self, conn: _Connection, transport: _Transport, obj: dict[str, Any]) -> None:
-        if conn.transport is transport:
-            transport.enqueue(_dumps(obj), control=True)
+        """Acks/pongs go to the connection's current socket (it may have been recovered meanwhile)."""
+        current = conn.transport
+        if current is not None and not conn.closed:
+            current.enqueue(_dumps(obj), control=True)
 
     def _ack(
         self,
@@ -879,20 +907,13 @@ class Gateway:
     ) -> None:
         if ack_id is None:
             return
-        if error is None:
-            self._send_control(conn, transport, {"type": "ack", "ackId": ack_id, "success": True})
+        frame: dict[str, Any] = {"type": "ack", "ackId": ack_id, "success": error is None}
+        if error is not None:
+            frame["error"] = {"name": error[0], "message": error[1]}
+        if self.ack_delay > 0:
+            asyncio.get_running_loop().call_later(self.ack_delay, self._send_control, conn, transport, frame)
         else:
-            name, message = error
-            self._send_control(
-                conn,
-                transport,
-                {
-                    "type": "ack",
-                    "ackId": ack_id,
-                    "success": False,
-                    "error": {"name": name, "message": message},
-                },
-            )
+            self._send_control(conn, transport, frame)
 
     def _join(self, h: _Hub, conn: _Connection, group: str) -> None:
         conn.groups.add(group)
@@ -924,7 +945,7 @@ class Gateway:
 
     async def _on_frame(self, conn: _Connection, transport: _Transport, text: str) -> None:
         try:
-            msg = json.loads(text)
+            msg = _loads(text)
         except ValueError:
             self._violation(
                 conn,
@@ -1176,7 +1197,7 @@ class Gateway:
         ctype = (request.content_type or "").lower()
         if ctype in ("application/json", "text/json") or ctype.endswith("+json"):
             try:
-                return _Data("json", json.loads(body.decode("utf-8")))
+                return _Data("json", _loads(body.decode("utf-8")))
             except (ValueError, UnicodeDecodeError):
                 return _error(400, "BadRequest", "The body is not valid JSON.")
         if ctype == "text/plain":
