@@ -865,3 +865,50 @@ def test_sdk_acks_never_stall(server: Server, clients: list[Client]) -> None:
         c.client.send_to_group(f"fa{i}", i, WebPubSubDataType.JSON)
         c.client.send_event("silent", str(i), WebPubSubDataType.TEXT)
     assert time.monotonic() - t0 < 4.0
+
+
+def test_plain_http_get_on_client_endpoint_is_400(server: Server) -> None:
+    async def run() -> int:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(ws_url(server, token_for(server)).replace("ws://", "http://")) as r:
+                return r.status
+
+    before = len(server.sink.of("connect"))
+    assert server.call(run()) == 400
+    assert len(server.sink.of("connect")) == before, "no connect event for a non-WebSocket request"
+
+
+def test_upstream_timeout_fails_the_ack(server: Server, clients: list[Client]) -> None:
+    c = open_client(server, clients, user_id="waiter")
+    server.gateway.upstream_timeout = 0.1
+    try:
+        with pytest.raises(SendMessageError) as err:
+            c.client.send_event("slow", "x", WebPubSubDataType.TEXT)
+        assert err.value.error_detail.name == "Timeout"
+    finally:
+        server.gateway.upstream_timeout = 60.0
+    c.client.send_event("chat", "after", WebPubSubDataType.TEXT)
+
+
+def test_reliable_buffer_limit_drops_a_detached_connection(server: Server) -> None:
+    tok = token_for(server, user_id="hoarder", groups=["hoard"])
+
+    async def run() -> bool:
+        server.gateway.reliable_buffer_messages = 5
+        try:
+            async with aiohttp.ClientSession() as http:
+                ws = await http.ws_connect(ws_url(server, tok), protocols=(RELIABLE_SUB,))
+                cid = (await ws.receive_json())["connectionId"]
+                await ws.close(code=4000)  # detached, recoverable: messages pile up unacked
+                await asyncio.sleep(0.05)
+                svc = server.service()
+                for i in range(6):
+                    await asyncio.to_thread(svc.send_to_group, "hoard", str(i), content_type="text/plain")
+                return cid not in server.gateway.connection_ids(HUB)
+        finally:
+            server.gateway.reliable_buffer_messages = 1000
+
+    assert server.call(run(), timeout=20)
+    wait_for(lambda: [r for ctx, r in server.sink.of("disconnected") if ctx.user_id == "hoarder"], what="disconnect")
+    reasons = [r for ctx, r in server.sink.of("disconnected") if ctx.user_id == "hoarder"]
+    assert "buffer is full" in reasons[0]
