@@ -1094,20 +1094,26 @@ class Gateway:
         self._ack(conn, transport, ack_id, error)
 
     async def _raw_event(self, conn: _Connection, transport: _Transport, data: _Data) -> None:
-        """Simple WebSocket clients: every frame is the user event ``message``."""
-        result, _error = await self._call_user_event(conn, "message", data)
-        if conn.closed or result is None:
+        """Simple WebSocket clients: every frame is the user event ``message``.
+
+        They have no acks, so (as the service documents) a failed ``message`` handler drops them.
+        """
+        result, error = await self._call_user_event(conn, "message", data)
+        if conn.closed:
             return
-        if result.states:
+        if result is not None and result.states:
             conn.states.update(result.states)
-        if result.ok and result.data is not None:
+        if error is None and result is not None and result.data is not None:
             try:
                 reply = _Out(_result_data(result.data, result.data_type))
                 reply.raw()
             except (ValueError, TypeError):
-                log.warning("event handler returned invalid data for %s", conn.connection_id)
+                error = ("InternalServerError", "The event handler returned invalid data.")
             else:
                 self._deliver(conn, reply)
+        if error is not None:
+            code = CLOSE_POLICY_VIOLATION if error[0] in ("Forbidden", "BadRequest") else CLOSE_INTERNAL_ERROR
+            self._close(conn, f"The message event handler failed: {error[1]}", code=code)
 
     # ------------------------------------------------------------------ REST data plane
 

@@ -912,3 +912,45 @@ def test_reliable_buffer_limit_drops_a_detached_connection(server: Server) -> No
     wait_for(lambda: [r for ctx, r in server.sink.of("disconnected") if ctx.user_id == "hoarder"], what="disconnect")
     reasons = [r for ctx, r in server.sink.of("disconnected") if ctx.user_id == "hoarder"]
     assert "buffer is full" in reasons[0]
+
+
+async def test_async_service_sdk(server: Server, clients: list[Client]) -> None:
+    """The app's broadcaster uses the aio service client (aiohttp transport): same calls, same codes."""
+    from azure.messaging.webpubsubservice.aio import WebPubSubServiceClient as AioServiceClient
+
+    async with AioServiceClient.from_connection_string(server.cs, hub=HUB) as svc:
+        token = await svc.get_client_access_token(user_id="aio", minutes_to_expire=5)
+        c = Client(token["url"])
+        clients.append(c)
+        await asyncio.to_thread(c.open)
+        await svc.add_connection_to_group("aio-g", c.connection_id)
+        assert await svc.group_exists("aio-g")
+        await svc.send_to_group("aio-g", {"k": "v"}, content_type="application/json")
+        await svc.send_to_connection(c.connection_id, {"direct": 1}, content_type="application/json")
+        await asyncio.to_thread(wait_for, lambda: c.group and c.server_msgs, 5.0, "aio sends")
+        await svc.remove_connection_from_group("aio-g", c.connection_id)
+        assert not await svc.group_exists("aio-g")
+    assert c.group[0].data == {"k": "v"} and c.server_msgs[0].data == {"direct": 1}
+
+
+def test_simple_client_is_dropped_when_its_message_handler_fails(server: Server) -> None:
+    tok = token_for(server, user_id="simple-fail")
+    original = server.sink.user_event
+
+    async def failing(hub: str, event: str, context: ConnectionContext, data: Any, data_type: str) -> UserEventResult:
+        if data == "fail":
+            return UserEventResult(ok=False, error_code="userError", error_message="no thanks")
+        return await original(hub, event, context, data, data_type)
+
+    async def run() -> int:
+        server.sink.user_event = failing  # type: ignore[method-assign]
+        try:
+            async with websockets.connect(ws_url(server, tok)) as ws:
+                await ws.send("fail")
+                with pytest.raises(websockets.ConnectionClosed):
+                    await asyncio.wait_for(ws.recv(), 3)
+                return ws.close_code or 0
+        finally:
+            server.sink.user_event = original  # type: ignore[method-assign]
+
+    assert server.call(run(), timeout=10) == 1008
