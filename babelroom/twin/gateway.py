@@ -55,6 +55,7 @@ SUPPORTED_SUBPROTOCOLS = (SUBPROTOCOL_RELIABLE, SUBPROTOCOL_JSON)
 HUB_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_`,.\[\]]{0,127}$")
 EVENT_NAME_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,127}$", re.IGNORECASE)
 MAX_GROUP_NAME = 1024
+CONTROL_ALLOWANCE = 64  # outbound queue headroom for acks/pongs above the data limit
 
 ROLE_JOIN_LEAVE = "webpubsub.joinLeaveGroup"
 ROLE_SEND_TO_GROUP = "webpubsub.sendToGroup"
@@ -324,11 +325,16 @@ class _Transport:
         self.recoverable = True  # whether ending this socket keeps a reliable connection alive
         self.writer = asyncio.get_running_loop().create_task(self._write())
 
-    def enqueue(self, item: str | bytes, *, control: bool = False) -> bool:
-        """Queue a frame; False when the client is too slow (queue full) or the socket is closing."""
+    def enqueue(self, item: str | bytes, *, control: bool = False, force: bool = False) -> bool:
+        """Queue a frame; False when the client is too slow (its queue is full).
+
+        Control frames (acks, pongs, replies) get a little headroom above the data limit; ``force``
+        (the replay of a recovered connection, already bounded by the reliable buffer) gets all.
+        """
         if self.closing:
             return True  # dropped silently: the socket is going away; reliable data stays buffered
-        if not control and self.queue.qsize() >= self.limit:
+        limit = self.limit + (CONTROL_ALLOWANCE if control else 0)
+        if not force and self.queue.qsize() >= limit:
             return False
         self.queue.put_nowait(item)
         return True
@@ -686,21 +692,21 @@ class Gateway:
         """Resume a reliable connection: same id, groups and buffer; no connect/connected events."""
         cid = request.query.get("awps_connection_id", "")
         rtoken = request.query.get("awps_reconnection_token", "")
-        h = self._hubs.get(hub)
-        conn = h.connections.get(cid) if h else None
-        ok = (
-            conn is not None
-            and not conn.closed
-            and conn.reliable
-            and conn.reconnection_token is not None
-            and secrets.compare_digest(conn.reconnection_token, rtoken)
-        )
         protocols = (selected,) if selected else ()
         ws = web.WebSocketResponse(protocols=protocols, max_msg_size=self.max_message_bytes)
         if self.handshake_delay > 0:
             await asyncio.sleep(self.handshake_delay)
         await ws.prepare(request)
-        if not ok or conn is None:
+        h = self._hubs.get(hub)
+        conn = h.connections.get(cid) if h else None
+        if (
+            conn is None
+            or conn.closed
+            or not conn.reliable
+            or conn.reconnection_token is None
+            or not secrets.compare_digest(conn.reconnection_token.encode(), rtoken.encode("utf-8", "replace"))
+        ):
+            # 1008 tells the SDKs the session is gone: they stop recovering and reconnect afresh.
             await ws.close(code=CLOSE_POLICY_VIOLATION, message=b"The connection could not be recovered.")
             return ws
         if conn.expiry:
@@ -708,7 +714,7 @@ class Gateway:
             conn.expiry = None
         transport = self._attach(conn, ws, request)
         for frame in conn.unacked.values():
-            transport.enqueue(frame, control=True)
+            transport.enqueue(frame, force=True)
         log.debug("recovered %s, replayed %d", cid, len(conn.unacked))
         await self._run(conn, transport)
         return ws
@@ -828,7 +834,7 @@ class Gateway:
         """Server-side close: disconnected message, close frame, connection removed."""
         transport = conn.transport
         if transport is not None and not conn.raw:
-            transport.enqueue(_dumps({"type": "system", "event": "disconnected", "message": reason}), control=True)
+            transport.enqueue(_dumps({"type": "system", "event": "disconnected", "message": reason}), force=True)
         if transport is not None:
             transport.close_after_flush(code, reason, recoverable=False)
         self._remove(conn, reason)
@@ -836,7 +842,7 @@ class Gateway:
     def _violation(self, conn: _Connection, transport: _Transport, code: int, reason: str) -> None:
         log.info("closing %s: %s", conn.connection_id, reason)
         if not conn.raw:
-            transport.enqueue(_dumps({"type": "system", "event": "disconnected", "message": reason}), control=True)
+            transport.enqueue(_dumps({"type": "system", "event": "disconnected", "message": reason}), force=True)
         transport.close_after_flush(code, reason, recoverable=False)
         self._remove(conn, reason)
 
@@ -897,8 +903,8 @@ class Gateway:
     def _send_control(self, conn: _Connection, transport: _Transport, obj: dict[str, Any]) -> None:
         """Acks/pongs go to the connection's current socket (it may have been recovered meanwhile)."""
         current = conn.transport
-        if current is not None and not conn.closed:
-            current.enqueue(_dumps(obj), control=True)
+        if current is not None and not conn.closed and not current.enqueue(_dumps(obj), control=True):
+            self._slow(conn, current)  # pinging or sending without ever reading
 
     def _ack(
         self,
