@@ -433,3 +433,13 @@ def test_reconnect_resumes_without_lost_or_duplicated_lines(stack, launch) -> No
     say("four")
     expect(bob.locator(".line.chat")).to_have_count(5, timeout=ENGINE_TIMEOUT_MS)
     assert bob_chats()[-1] == "four"
+
+    # A reload (or a crashed tab restored) puts the user back in the room with the transcript kept.
+    bob.reload()
+    expect(bob.locator("#room")).to_be_visible()
+    expect(bob.locator("#conn")).to_have_attribute("data-state", "connected")
+    expect(bob.locator("#me-name")).to_have_text("Bob")
+    assert bob_chats() == ["zero", "one", "two", "three", "four"]
+    say("five")
+    expect(bob.locator(".line.chat")).to_have_count(6, timeout=ENGINE_TIMEOUT_MS)
+    assert bob_chats()[-1] == "five"

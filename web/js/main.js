@@ -16,6 +16,8 @@ import { Talk } from "./talk.js";
 import { State, WebPubSubClient } from "./wps.js";
 
 const SESSION_KEY = "babelroom.session";
+const HISTORY_KEY = "babelroom.history"; // final lines of the current room, so a reload keeps the transcript
+const HISTORY_MAX = 300;
 
 /** Counters for tests and debugging; playback fills its own fields in the same object. */
 const stats = {
@@ -53,6 +55,7 @@ class App {
     this.talk = null;
     this.session = null;
     this.pendingChats = [];
+    this.history = [];
 
     this.player.addEventListener("hearing", (e) => {
       this.view.setHearing(e.detail);
@@ -169,6 +172,7 @@ class App {
       roomId: session.roomId, roomName: session.roomName, link: api.roomLink(session.roomId),
       me: { userId: this.joinInfo?.userId, ...session },
     });
+    this._restoreHistory(session.roomId);
     this.ptt.setEnabled(session.role === "speaker");
     this.$("mic-error").textContent = "";
     sessionStorage.setItem(SESSION_KEY, JSON.stringify(session));
@@ -195,6 +199,7 @@ class App {
       if (received.length > 1000) received.shift();
     }
     if (d.type === "caption" && d.final) stats.captionsFinal++;
+    if ((d.type === "caption" && d.final) || d.type === "chat") this._remember(d);
     if (d.type === "chat") {
       stats.chatsIn++;
       if (d.userId === this.view.me?.userId) this._settlePending(d.original);
@@ -259,6 +264,25 @@ class App {
     }
   }
 
+  /** Replays the transcript saved by this tab for this room (after a reload), else starts afresh. */
+  _restoreHistory(roomId) {
+    let saved = null;
+    try { saved = JSON.parse(sessionStorage.getItem(HISTORY_KEY)); } catch { /* none */ }
+    this.history = saved?.roomId === roomId && Array.isArray(saved.lines) ? saved.lines : [];
+    if (!this.history.length) return;
+    this.view.notice("Earlier in this room:");
+    for (const d of this.history) this.view.handle(d);
+    this.view.notice("You are back; new lines follow.");
+  }
+
+  _remember(d) {
+    this.history.push(d);
+    if (this.history.length > HISTORY_MAX) this.history.splice(0, this.history.length - HISTORY_MAX);
+    try {
+      sessionStorage.setItem(HISTORY_KEY, JSON.stringify({ roomId: this.session?.roomId, lines: this.history }));
+    } catch { /* quota: the transcript just will not survive a reload */ }
+  }
+
   _settlePending(text) {
     const i = this.pendingChats.findIndex((p) => p.text === text);
     if (i < 0) return;
@@ -286,6 +310,7 @@ class App {
     await this.talk?.end();
     this._disconnect();
     sessionStorage.removeItem(SESSION_KEY);
+    sessionStorage.removeItem(HISTORY_KEY);
     this.lobby.setRoom(this.session?.roomId || "");
     this.session = null;
     document.title = "babelroom";
