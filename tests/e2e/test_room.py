@@ -443,3 +443,52 @@ def test_reconnect_resumes_without_lost_or_duplicated_lines(stack, launch) -> No
     say("five")
     expect(bob.locator(".line.chat")).to_have_count(6, timeout=ENGINE_TIMEOUT_MS)
     assert bob_chats()[-1] == "five"
+
+
+def test_lobby_links_errors_and_join_command(stack, launch) -> None:
+    page = launch("lobby")
+    page.goto(f"{stack.url}/")
+    expect(page.locator("#join-btn")).to_have_text("Create room")
+    # "I want to hear" follows "I speak" until the user picks something else.
+    page.select_option("#speak", "pt")
+    expect(page.locator("#hear")).to_have_value("pt")
+    page.select_option("#hear", "en")
+    page.select_option("#speak", "fr")
+    expect(page.locator("#hear")).to_have_value("en")
+    # No name: refused in the page, focus on the field.
+    page.click("#join-btn")
+    expect(page.locator("#lobby-error")).to_contain_text("name")
+    expect(page.locator("#name")).to_be_focused()
+    # An unknown room: a readable error, still in the lobby.
+    page.fill("#name", "Zoé")
+    page.fill("#room-input", f"{stack.url}/?room=nosuchroom")
+    expect(page.locator("#join-btn")).to_have_text("Join room")
+    page.click("#join-btn")
+    expect(page.locator("#lobby-error")).to_contain_text("nosuchroom")
+    expect(page.locator("#lobby")).to_be_visible()
+
+    # Two rooms; `/join` moves between them and the address bar follows (a shareable place).
+    first = stack.room(name="First")
+    second = stack.room(name="Second")
+    join(page, stack.url, "Zoé", "fr", hear="en", room=first)
+    expect(page.locator("#room-title")).to_have_text("First")
+    expect(page.locator("#me-hear")).to_have_text("English")
+    page.fill("#chat-input", f"/join {second}")
+    page.press("#chat-input", "Enter")
+    expect(page.locator("#room-title")).to_have_text("Second")
+    expect(page.locator("#room-id")).to_have_text(second)
+    assert page.url.endswith(f"?room={second}")
+    expect(page.locator("#participants > li")).to_have_count(1)
+    expect(page.locator("#participants")).to_contain_text("Zoé")
+    expect(page.locator("#participants")).to_contain_text("speaks Français · hears English")
+    page.fill("#chat-input", "/join nosuchroom")
+    page.press("#chat-input", "Enter")
+    expect(page.locator(".line.notice.error")).to_contain_text("nosuchroom")
+    expect(page.locator("#room-id")).to_have_text(second)
+    page.fill("#chat-input", "/frobnicate")
+    page.press("#chat-input", "Enter")
+    expect(page.locator(".line.notice.error").last).to_contain_text("/help")
+    # Leave returns to the lobby with the room filled in, ready to rejoin.
+    page.click("#leave")
+    expect(page.locator("#lobby")).to_be_visible()
+    expect(page.locator("#room-input")).to_have_value(second)
