@@ -337,7 +337,8 @@ class RealtimeSession(BaseSession):
                          and self.engine.can_speak(target))
                 if audio_wanted and translation.translated and not voice and target != source:
                     meta["note"] = f"no voice for {target}"
-                audio_bytes = await self._stream(rid, out_item, text_out, target, audio_wanted, voice)
+                if translation.translated:  # no-model pairs: only response.done carries text + note
+                    audio_bytes = await self._stream(rid, out_item, text_out, target, audio_wanted, voice)
                 content = [{"type": "output_audio" if audio_wanted else "output_text",
                             ("transcript" if audio_wanted else "text"): text_out}]
                 response["output"] = [{"id": out_item, "object": "realtime.item", "type": "message",
