@@ -954,3 +954,28 @@ def test_simple_client_is_dropped_when_its_message_handler_fails(server: Server)
             server.sink.user_event = original  # type: ignore[method-assign]
 
     assert server.call(run(), timeout=10) == 1008
+
+
+def test_shutdown_closes_sockets_going_away() -> None:
+    own = Server()
+    tok = token_for(own, user_id="bye")
+
+    async def connect() -> Any:
+        ws = await websockets.connect(ws_url(own, tok), subprotocols=[RELIABLE_SUB])
+        await _recv_json(ws)
+        return ws
+
+    ws = own.call(connect())
+    assert own.runner is not None
+    own.call(own.runner.cleanup())  # on_shutdown -> Gateway.shutdown()
+    own.runner = None
+
+    async def closed_code() -> int:
+        with pytest.raises(websockets.ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 5)
+        return ws.close_code or 0
+
+    try:
+        assert own.call(closed_code()) == 1001
+    finally:
+        own.stop()
