@@ -1,0 +1,200 @@
+"""Participants that behave like the web client: speakers hold the key, listeners timestamp everything.
+
+A speaker's turn is exactly web/js/talk.js: `turn.start {turn}` (plus `whole: true` for the
+baseline strategy), then `audio {turn, seq, rate, pcm}` 100 ms frames, each sent when its 100 ms
+of speech has been "captured" (real-time pace), then `turn.end {turn, frames}` right after the last
+frame, which is the moment of key release. Every event carries an ackId, as the browser's does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from .client import WpsClient
+from .clips import BYTES_PER_SECOND, Clip, frames
+
+
+@dataclass
+class Caption:
+    t: float
+    id: str
+    user: str
+    turn: str
+    segment: int
+    final: bool
+    original: str
+    text: str
+    language: str
+    translated: bool
+    note: str | None
+
+
+@dataclass
+class Audio:
+    t: float
+    id: str
+    user: str
+    turn: str
+    segment: int
+    seq: int
+    last: bool
+    pcm_bytes: int
+
+
+@dataclass
+class Turn:
+    """One held key: what was sent and when (monotonic seconds; `wall_release` is time.time())."""
+
+    room: str
+    user: str
+    language: str
+    turn: str
+    clip: str
+    voice: str
+    whole: bool
+    seconds: float
+    t_start: float = 0.0
+    frame_times: list[float] = field(default_factory=list)
+    t_release: float = 0.0
+    wall_release: float = 0.0
+    level: int = 0
+
+
+class Participant:
+    """One joined member with its socket; records captions and audio it receives."""
+
+    def __init__(self, room: str, name: str, language: str, role: str, ticket: dict[str, Any]) -> None:
+        self.room = room
+        self.name = name
+        self.language = language
+        self.role = role
+        self.ticket = ticket
+        self.user_id: str = ticket["userId"]
+        self.captions: list[Caption] = []
+        self.audio: list[Audio] = []
+        self.participants = 0
+        self.errors: list[dict[str, Any]] = []
+        self.last_message_at = time.monotonic()
+        self.client = WpsClient(ticket["url"], self._on_message)
+
+    def _on_message(self, d: dict[str, Any], t: float, nbytes: int) -> None:
+        self.last_message_at = t
+        kind = d.get("type")
+        if kind == "caption":
+            self.captions.append(Caption(t, d.get("id", ""), d.get("userId", ""), str(d.get("turn")),
+                                         int(d.get("segment", -1)), bool(d.get("final")), d.get("original") or "",
+                                         d.get("text") or "", d.get("language", ""), bool(d.get("translated")),
+                                         d.get("note")))
+        elif kind == "audio":
+            pcm = d.get("pcm") or ""
+            self.audio.append(Audio(t, d.get("id", ""), d.get("userId", ""), str(d.get("turn")),
+                                    int(d.get("segment", -1)), int(d.get("seq", -1)), bool(d.get("last")),
+                                    len(pcm) * 3 // 4 - pcm.count("=")))
+        elif kind in ("presence", "welcome"):
+            self.participants = len(d.get("participants") or [])
+        elif kind == "error":
+            self.errors.append(d)
+
+    async def open(self) -> None:
+        await self.client.open()
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+class Speaker(Participant):
+    async def speak(self, clip: Clip, whole: bool, level: int) -> Turn:
+        """Hold the key for the whole clip at real-time pace, then release."""
+        tid = f"t{uuid.uuid4().hex[:12]}"
+        rec = Turn(self.room, self.user_id, self.language, tid, clip.name, clip.voice, whole, clip.seconds,
+                   level=level)
+        start: dict[str, Any] = {"turn": tid, "whole": True} if whole else {"turn": tid}
+        self.client.send_event("turn.start", start)
+        rec.t_start = t0 = time.monotonic()
+        captured = 0
+        fs = frames(clip.pcm)
+        for seq, f in enumerate(fs):
+            captured += len(f)
+            delay = t0 + captured / BYTES_PER_SECOND - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            self.client.send_event("audio", {"turn": tid, "seq": seq, "rate": 16000,
+                                             "pcm": base64.b64encode(f).decode("ascii")})
+            rec.frame_times.append(time.monotonic())
+        rec.t_release = rec.frame_times[-1]
+        rec.wall_release = time.time() - (time.monotonic() - rec.t_release)
+        self.client.send_event("turn.end", {"turn": tid, "frames": len(fs)})
+        return rec
+
+
+class Api:
+    """The HTTP API (docs/protocol.md §1) over one aiohttp session."""
+
+    def __init__(self, base_url: str, session: aiohttp.ClientSession) -> None:
+        self.base = base_url.rstrip("/")
+        self.session = session
+
+    async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        async with self.session.post(self.base + path, json=body) as r:
+            out = await r.json(content_type=None)
+            if r.status >= 300:
+                raise RuntimeError(f"POST {path} → {r.status}: {json.dumps(out)[:300]}")
+            return out
+
+    async def room(self, name: str) -> str:
+        return (await self._post("/api/rooms", {"name": name, "validForMinutes": 240}))["roomId"]
+
+    async def join(self, room: str, name: str, language: str, role: str) -> dict[str, Any]:
+        return await self._post(f"/api/rooms/{room}/join",
+                                {"displayName": name, "language": language, "role": role})
+
+
+LANGUAGES = ("es", "en", "pt")
+
+
+@dataclass
+class RoomParty:
+    room: str
+    speaker: Speaker
+    listeners: list[Participant]
+
+    @property
+    def everyone(self) -> list[Participant]:
+        return [self.speaker, *self.listeners]
+
+
+async def make_room(api: Api, index: int, language: str, listener_languages: list[str]) -> RoomParty:
+    """One room: a speaker in `language`, one listener per other language; returns once all are present."""
+    room = await api.room(f"bench-{index}-{language}")
+    sp = Speaker(room, f"Speaker{index}", language, "speaker", await api.join(room, f"Speaker{index}", language,
+                                                                              "speaker"))
+    ls = [Participant(room, f"L{index}{lang}", lang, "listener", await api.join(room, f"L{index}{lang}", lang,
+                                                                                 "listener"))
+          for lang in listener_languages]
+    party = RoomParty(room, sp, ls)
+    for p in party.everyone:
+        await p.open()
+    deadline = time.monotonic() + 30
+    n = len(party.everyone)
+    while time.monotonic() < deadline and any(p.participants < n for p in party.everyone):  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+    return party
+
+
+async def wait_quiet(parties: list[RoomParty], quiet: float = 4.0, limit: float = 120.0) -> float:
+    """After the last release, wait until no participant has received anything for `quiet` seconds."""
+    start = time.monotonic()
+    while time.monotonic() - start < limit:
+        last = max(p.last_message_at for party in parties for p in party.everyone)
+        if time.monotonic() - last >= quiet:
+            break
+        await asyncio.sleep(0.2)
+    return time.monotonic() - start
