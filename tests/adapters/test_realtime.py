@@ -1,0 +1,189 @@
+"""RealtimeTranslator against the real local engine: the same openai SDK code path the Azure host
+uses, once with the local provider (AsyncOpenAI) and once with Azure-style settings
+(AsyncAzureOpenAI, api-version, deployment, api key)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import numpy as np
+import pytest
+import pytest_asyncio
+
+from babelroom.adapters.realtime import SETTINGS, RealtimeError, RealtimeTranslator
+from babelroom.engine.eval import silence, synth
+from babelroom.engine.pipeline import Engine
+from babelroom.translator import SourceText, TranslatedAudio, TranslatedText
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    return Engine.shared()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def base(engine: Engine) -> AsyncIterator[str]:
+    from babelroom.engine.server import serve
+
+    runner, port = await serve(engine, "127.0.0.1", 0)
+    yield f"http://127.0.0.1:{port}"
+    await runner.cleanup()
+
+
+def local(base: str) -> RealtimeTranslator:
+    return RealtimeTranslator.from_settings({"TRANSLATOR_PROVIDER": "local", "OPENAI_BASE_URL": base + "/v1"})
+
+
+def azure(base: str) -> RealtimeTranslator:
+    return RealtimeTranslator.from_settings({
+        "TRANSLATOR_PROVIDER": "azure",
+        "AZURE_OPENAI_ENDPOINT": base,
+        "AZURE_OPENAI_DEPLOYMENT": "gpt-4o-realtime",
+        "AZURE_OPENAI_API_VERSION": "2025-08-28",
+        "AZURE_OPENAI_API_KEY": "test-key",
+    })
+
+
+async def collect(tr: RealtimeTranslator, pcm16: bytes, source: str, target: str) -> list[Any]:
+    return [out async for out in tr.interpret(pcm16, source, target)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("provider", ["local", "azure"])
+async def test_interpret_streams_source_text_translation_and_audio(engine: Engine, base: str, provider: str) -> None:
+    tr = local(base) if provider == "local" else azure(base)
+    pcm = synth(engine, "Buenos días. La reunión empieza a las nueve.", "es", rate=16_000)
+    outs = await collect(tr, pcm, "es", "en")
+    sources = [o for o in outs if isinstance(o, SourceText)]
+    texts = [o for o in outs if isinstance(o, TranslatedText)]
+    audio = b"".join(o.pcm for o in outs if isinstance(o, TranslatedAudio))
+    assert sources[-1].final and "reunión" in sources[-1].text.lower() and sources[-1].language == "es"
+    final = [t for t in texts if t.final]
+    assert len(final) == 1 and final[0].translated and final[0].language == "en"
+    assert "meeting" in final[0].text.lower() or "good" in final[0].text.lower(), final[0].text
+    assert len(audio) / 2 / 24_000 > 1.0
+    # order: source text, then translated text, then audio
+    kinds = [type(o).__name__ for o in outs]
+    assert kinds.index("SourceText") < kinds.index("TranslatedText") < kinds.index("TranslatedAudio")
+
+
+@pytest.mark.slow
+async def test_same_language_yields_only_source_text(engine: Engine, base: str) -> None:
+    pcm = synth(engine, "Muchas gracias por tu ayuda.", "es", rate=16_000)
+    outs = await collect(local(base), pcm, "es", "es")
+    assert outs and all(isinstance(o, SourceText) for o in outs)
+
+
+@pytest.mark.slow
+async def test_pair_without_model_yields_note_and_no_audio(engine: Engine, base: str) -> None:
+    pcm = synth(engine, "El tren sale de la estación central.", "es", rate=16_000)
+    outs = await collect(local(base), pcm, "es", "de")
+    assert not [o for o in outs if isinstance(o, TranslatedAudio)]
+    (text,) = [o for o in outs if isinstance(o, TranslatedText)]
+    source = [o for o in outs if isinstance(o, SourceText) and o.final][0]
+    assert text.final and not text.translated and text.note == "no translation model for es→de"
+    assert text.text == source.text
+
+
+@pytest.mark.slow
+async def test_silence_yields_nothing(base: str) -> None:
+    outs = await collect(local(base), silence(2.0, rate=16_000), "es", "en")
+    assert outs == []
+
+
+@pytest.mark.slow
+async def test_second_language_does_not_rerun_whisper(engine: Engine, base: str) -> None:
+    pcm = synth(engine, "Necesitamos más tiempo para terminar el informe.", "es", rate=16_000)
+    tr = local(base)
+    before = engine.asr_runs
+    await collect(tr, pcm, "es", "en")
+    await collect(tr, pcm, "es", "pt")
+    await collect(azure(base), pcm, "es", "fr")
+    assert engine.asr_runs == before + 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("provider", ["local", "azure"])
+async def test_translate_text_and_health(base: str, provider: str) -> None:
+    tr = local(base) if provider == "local" else azure(base)
+    out = await tr.translate_text("Good morning, how are you?", "en", "pt")
+    assert out.final and out.translated and out.language == "pt" and "bom dia" in out.text.lower()
+    none = await tr.translate_text("Guten Morgen", "de", "pt")
+    assert not none.translated and none.note == "no translation model for de→pt" and none.text == "Guten Morgen"
+    ok, detail = await tr.health()
+    assert ok, detail
+
+
+async def test_health_reports_an_unreachable_endpoint() -> None:
+    tr = RealtimeTranslator.from_settings({"TRANSLATOR_PROVIDER": "local", "OPENAI_BASE_URL": "http://127.0.0.1:9/v1"})
+    ok, detail = await tr.health()
+    assert not ok and "local" in detail
+
+
+@pytest.mark.slow
+async def test_busy_engine_surfaces_as_realtime_error(engine: Engine, base: str) -> None:
+    import threading
+
+    real = engine._jobs
+    engine._jobs = threading.BoundedSemaphore(1)
+    engine._jobs.acquire()
+    try:
+        pcm = synth(engine, "Una prueba con la cola llena.", "es", rate=16_000)
+        with pytest.raises(RealtimeError) as info:
+            await collect(local(base), pcm, "es", "en")
+    finally:
+        engine._jobs = real
+    assert info.value.code == "server_busy"
+
+
+class RecordingEnv(dict[str, str]):
+    """Records every setting name the adapter reads."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.read: set[str] = set()
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        self.read.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key: str) -> str:
+        self.read.add(key)
+        return super().__getitem__(key)
+
+
+@pytest.mark.parametrize("provider", ["local", "openai", "azure"])
+def test_from_settings_reads_only_declared_settings(provider: str) -> None:
+    env = RecordingEnv({
+        "TRANSLATOR_PROVIDER": provider, "OPENAI_API_KEY": "sk-test", "AZURE_OPENAI_ENDPOINT": "https://x.openai.azure.com",
+        "AZURE_OPENAI_API_KEY": "k", "AZURE_OPENAI_DEPLOYMENT": "dep", "REALTIME_MODEL": "gpt-realtime",
+    })
+    tr = RealtimeTranslator.from_settings(env)
+    assert env.read <= set(SETTINGS), env.read - set(SETTINGS)
+    assert tr.provider == provider
+    assert tr.model == ("dep" if provider == "azure" else "gpt-realtime")
+
+
+def test_azure_without_key_uses_entra_id_token_provider() -> None:
+    tr = RealtimeTranslator.from_settings({
+        "TRANSLATOR_PROVIDER": "azure", "AZURE_OPENAI_ENDPOINT": "https://x.openai.azure.com",
+        "AZURE_OPENAI_DEPLOYMENT": "dep", "AZURE_CLIENT_ID": "00000000-0000-0000-0000-000000000001",
+    })
+    assert tr.client._azure_ad_token_provider is not None
+
+
+def test_bad_settings_are_refused() -> None:
+    with pytest.raises(ValueError, match="TRANSLATOR_PROVIDER"):
+        RealtimeTranslator.from_settings({"TRANSLATOR_PROVIDER": "bogus"})
+    with pytest.raises(ValueError, match="OPENAI_API_KEY"):
+        RealtimeTranslator.from_settings({"TRANSLATOR_PROVIDER": "openai"})
+    with pytest.raises(ValueError, match="AZURE_OPENAI_ENDPOINT"):
+        RealtimeTranslator.from_settings({"TRANSLATOR_PROVIDER": "azure"})
+
+
+def test_resampling_keeps_duration() -> None:
+    from babelroom.adapters.realtime import resample_16k_to_24k
+
+    pcm = (np.sin(np.arange(16_000) / 5) * 8000).astype("<i2").tobytes()
+    assert len(resample_16k_to_24k(pcm)) == 24_000 * 2
