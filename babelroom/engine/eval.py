@@ -258,10 +258,12 @@ def write(block: str, doc: Path = DOC) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m babelroom.engine.eval", description=__doc__.split("\n")[0])
     parser.add_argument("--no-write", action="store_true", help="print the table, leave docs/models.md alone")
+    parser.add_argument("--asr-window", type=float, default=None,
+                        help="minimum Whisper encoder window in seconds (default: the engine's)")
     args = parser.parse_args(argv)
-    from .pipeline import Engine
+    from .pipeline import Engine, EngineConfig
 
-    engine = Engine.shared()
+    engine = Engine.shared(EngineConfig(asr_window_s=args.asr_window) if args.asr_window else None)
     block = evaluate(engine)
     print(block)
     if not args.no_write:

@@ -40,6 +40,7 @@ class EngineConfig:
     models_dir: Path | None = None
     cpu_threads: int = 2
     max_new_tokens: int = 128
+    asr_window_s: float = 10.0  # minimum Whisper encoder window (30 = classic zero-padded window)
     workers: int = 2
     max_jobs: int = 8  # admitted jobs (running + waiting) before Busy
     cache_size: int = 128
@@ -126,7 +127,8 @@ class Engine:
 
         t = time.perf_counter()
         self.asr = WhisperASR(str(wdir), cpu_threads=self.config.cpu_threads,
-                              max_new_tokens=self.config.max_new_tokens)
+                              max_new_tokens=self.config.max_new_tokens,
+                              min_window_s=self.config.asr_window_s)
         self._progress(f"whisper base int8 loaded {time.perf_counter() - t:.2f}s")
 
         from .mt import MTRouter, default_providers
