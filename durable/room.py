@@ -13,7 +13,10 @@ bp = df.Blueprint()
 @bp.entity_trigger(context_name="context", entity_name="room")
 def room(context: df.DurableEntityContext) -> None:
     state: dict[str, Any] = context.get_state(lambda: {"members": {}})
-    data = context.get_input() or {}
+    try:
+        data = context.get_input() or {}
+    except TypeError:  # an operation sent without input
+        data = {}
     members = state["members"]
     op = context.operation_name
     if op == "connected":

@@ -63,9 +63,10 @@ def _hand_off(speaker: str, who: dict[str, Any], seg: ClosedSegment) -> dict[str
 @bp.entity_trigger(context_name="context", entity_name="speaker")
 def speaker(context: df.DurableEntityContext) -> None:
     state: dict[str, Any] = context.get_state(new_state)
-    data = context.get_input() or {}
-    if isinstance(data, str):
-        data = json.loads(data)
+    try:
+        data = context.get_input() or {}
+    except TypeError:  # an operation sent without input
+        data = {}
     if data.get("name"):
         state["who"] = {k: data.get(k) for k in ("room", "userId", "name", "language")}
     outcome = _apply(state, context.operation_name or "", data)

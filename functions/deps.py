@@ -70,9 +70,9 @@ class UnavailableTranslator:
 @cache
 def translator() -> Any:
     try:
-        from babelroom.adapters.realtime import from_settings
+        from babelroom.adapters.realtime import RealtimeTranslator
 
-        return from_settings(os.environ)
+        return RealtimeTranslator.from_settings(os.environ)
     except Exception as e:  # misconfiguration must show in /api/health and in captions
         return UnavailableTranslator(f"translator unavailable: {type(e).__name__}: {e}")
 

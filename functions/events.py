@@ -81,7 +81,7 @@ async def on_disconnected(request: str, client: df.DurableOrchestrationClient) -
     if not room_id:
         return
     room = df.EntityId("room", room_id)
-    await client.signal_entity(df.EntityId("speaker", user_id), "flush", {})
+    await client.signal_entity(df.EntityId("speaker", user_id), "flush", {"reason": "disconnected"})
     await client.signal_entity(room, "disconnected", {"userId": user_id, "connectionId": ctx.get("connectionId")})
     state = (await client.read_entity_state(room)).entity_state or {}
     members = state.get("members", {})

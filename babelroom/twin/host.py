@@ -152,4 +152,7 @@ def http_request(
 
 
 def queue_message(msg_id: str, body: bytes, dequeue_count: int, pop_receipt: str | None) -> func.QueueMessage:
-    return func.QueueMessage(id=msg_id, body=body, dequeue_count=dequeue_count, pop_receipt=pop_receipt)
+    """The worker's own QueueMessage type (it carries dequeue_count, the public one does not)."""
+    from azure.functions.queue import QueueMessage
+
+    return QueueMessage(id=msg_id, body=body, dequeue_count=dequeue_count, pop_receipt=pop_receipt)
