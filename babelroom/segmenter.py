@@ -3,13 +3,17 @@
 Frames arrive as client events, possibly late, out of order or twice. The segmenter puts them in
 `seq` order, drops duplicates, and closes a segment at ~3 s of audio, ~1 MB, the end of the turn or
 a silence flag, whichever comes first, so long turns are translated while the person still
-speaks. Its state is plain JSON so a Durable Entity can hold it; audio beyond STATE_LIMIT is
-handed out as a `Spill` for Blob storage, so entity state stays small.
+speaks. Past 1 s it closes early at the first quiet frame, so cuts fall between words rather
+than inside them (a word cut in two is misheard on both sides). Its state is plain JSON so a
+Durable Entity can hold it; audio beyond STATE_LIMIT is handed out as a `Spill` for Blob storage,
+so entity state stays small.
 """
 
 from __future__ import annotations
 
 import base64
+import math
+from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +23,14 @@ MAX_SEGMENT_BYTES = 1 << 20
 STATE_LIMIT = 48 * 1024  # PCM kept inline in entity state before it spills to Blob
 MAX_PENDING = 64  # frames held behind a gap before the gap is given up
 KEEP_DONE_TURNS = 8
+MIN_PAUSE_CUT_SECONDS = 1.0
+QUIET_RMS = 300.0  # absolute floor (PCM16) under which a 100 ms frame counts as a pause
+QUIET_RATIO = 0.2  # ... or below this share of the segment's mean frame RMS
+
+
+def rms(pcm: bytes) -> float:
+    samples = array("h", pcm[: len(pcm) // 2 * 2])
+    return math.sqrt(sum(s * s for s in samples) / len(samples)) if samples else 0.0
 
 
 @dataclass(frozen=True)
@@ -35,7 +47,7 @@ class Spill:
 class ClosedSegment:
     turn: str
     index: int
-    reason: str  # "duration" | "size" | "end" | "silence" | "switch"
+    reason: str  # "duration" | "pause" | "size" | "end" | "silence" | "switch"
     blocks: list[str]  # spilled blocks, in order, that precede `tail`
     tail: bytes
     nbytes: int
@@ -55,6 +67,7 @@ class Limits:
     seconds: float = MAX_SEGMENT_SECONDS
     max_bytes: int = MAX_SEGMENT_BYTES
     state_limit: int = STATE_LIMIT
+    pause_after: float = MIN_PAUSE_CUT_SECONDS  # 0 disables cutting at pauses
 
     @property
     def duration_bytes(self) -> int:
@@ -79,6 +92,8 @@ def new_state() -> dict[str, Any]:
         "blocks": [],
         "segment": 0,
         "first": None,
+        "energy": 0.0,
+        "frames": 0,
         "silence_at": None,
         "end_frames": None,
         "done": [],
@@ -176,10 +191,19 @@ class Segmenter:
         state["bytes"] += len(pcm)
         state["last"] = seq
         state["next"] = seq + 1
+        level = rms(pcm)
+        mean = state["energy"] / state["frames"] if state["frames"] else level
+        state["energy"] += level
+        state["frames"] += 1
+        quiet = level < max(QUIET_RMS, QUIET_RATIO * mean)
         if state["bytes"] >= lim.max_bytes:
             self._close(state, out, "size")
-        elif state["bytes"] >= lim.duration_bytes and not state.get("whole"):
+        elif state.get("whole"):
+            pass
+        elif state["bytes"] >= lim.duration_bytes:
             self._close(state, out, "duration")
+        elif lim.pause_after and quiet and state["bytes"] >= lim.pause_after * BYTES_PER_SECOND:
+            self._close(state, out, "pause")
         elif state["inline"] >= lim.state_limit:
             block = f"{len(state['blocks']):06d}"
             out.actions.append(Spill(state["turn"], state["segment"], block, self._take_inline(state)))
@@ -205,3 +229,4 @@ class Segmenter:
         )
         state["segment"] += 1
         state["bytes"], state["blocks"], state["first"] = 0, [], None
+        state["energy"], state["frames"] = 0.0, 0

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import random
+from array import array
 
 from babelroom.segmenter import BYTES_PER_SECOND, ClosedSegment, Limits, Segmenter, Spill, new_state
 
@@ -38,6 +40,35 @@ def test_three_seconds_closes_a_segment_while_the_key_is_held() -> None:
     assert segs[0].nbytes == 3 * BYTES_PER_SECOND and (segs[0].first_seq, segs[0].last_seq) == (0, 29)
     assert audio_of(actions, segs[0]) == b"".join(frame(i) for i in range(30))
     assert state["bytes"] == FRAME  # frame 30 opened segment 1
+
+
+def speechlike(seq: int, quiet: bool = False) -> bytes:
+    """A 100 ms frame of a 220 Hz tone, loud (speech) or very faint (a pause between words)."""
+    amp = 40 if quiet else 6000
+    return array("h", (int(amp * math.sin(2 * math.pi * 220 * (seq * 1600 + i) / 16000))
+                       for i in range(1600))).tobytes()
+
+
+def test_past_one_second_a_pause_closes_the_segment() -> None:
+    seg, state = Segmenter(), new_state()
+    quiet_at = {6, 21}  # a pause at 0.6 s (too early to cut) and one at 2.1 s
+    actions = run(seg, state, [("frame", "t", i, speechlike(i, i in quiet_at)) for i in range(40)])
+    segs = closed(actions)
+    assert [(s.reason, s.last_seq) for s in segs] == [("pause", 21)]
+    assert state["bytes"] == 18 * FRAME  # frames 22..39 wait in the next segment
+
+
+def test_without_a_pause_the_cut_falls_at_three_seconds() -> None:
+    seg, state = Segmenter(), new_state()
+    segs = closed(run(seg, state, [("frame", "t", i, speechlike(i)) for i in range(31)]))
+    assert [(s.reason, s.last_seq) for s in segs] == [("duration", 29)]
+
+
+def test_whole_turn_mode_keeps_one_segment_until_release() -> None:
+    seg, state = Segmenter(), new_state()
+    frames = [("frame", "t", i, speechlike(i, i % 7 == 0)) for i in range(50)]
+    actions = run(seg, state, [("start", "t", True), *frames, ("end", "t", 50)])
+    assert [(s.reason, s.first_seq, s.last_seq) for s in closed(actions)] == [("end", 0, 49)]
 
 
 def test_end_of_turn_flushes_the_rest_and_numbers_segments_in_order() -> None:
