@@ -65,7 +65,7 @@ export class Capture extends EventTarget {
     if (m.type === "frame") {
       this.level = m.rms;
       this.dispatchEvent(new CustomEvent("level", { detail: { rms: m.rms } }));
-      if (this._onFrame && m.pcm.byteLength > 0) this._onFrame(new Int16Array(m.pcm), m.last);
+      if (this._onFrame && m.pcm.byteLength > 0) this._onFrame(new Int16Array(m.pcm), m.rms, m.last);
     } else if (m.type === "stopped") {
       const done = this._stopped;
       this._stopped = null;
@@ -74,7 +74,7 @@ export class Capture extends EventTarget {
     }
   }
 
-  /** Starts sending frames to `onFrame(int16, last)`; the mic is opened first if needed. */
+  /** Starts sending frames to `onFrame(int16, rms, last)`; the mic is opened first if needed. */
   async begin(onFrame) {
     clearTimeout(this._idleTimer);
     this.recording = true;
