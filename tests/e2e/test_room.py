@@ -492,3 +492,57 @@ def test_lobby_links_errors_and_join_command(stack, launch) -> None:
     page.click("#leave")
     expect(page.locator("#lobby")).to_be_visible()
     expect(page.locator("#room-input")).to_have_value(second)
+
+
+PUSH_TWO_SPEAKERS = """
+() => {
+  const tone = (f, n) => {
+    const b = new Uint8Array(n * 2);
+    const v = new DataView(b.buffer);
+    for (let i = 0; i < n; i++) v.setInt16(2 * i, Math.round(8000 * Math.sin(2 * Math.PI * f * i / 24000)), true);
+    let s = ""; for (const x of b) s += String.fromCharCode(x);
+    return btoa(s);
+  };
+  const player = window.babelroom.app.player;
+  const msg = (userId, turn, segment, seq, last, f) => ({
+    type: "audio", id: `${userId}:${turn}:${segment}`, userId, turn, segment, language: "en",
+    rate: 24000, seq, pcm: tone(f, 4800), last,
+  });
+  // Two interpreters at once, chunks interleaved; A's arrive out of order and one twice.
+  const a = [0, 1, 2, 3, 4].map((q) => msg("room.a", "ta", 0, q, q === 4, 300));
+  const b = [0, 1, 2, 3, 4].map((q) => msg("room.b", "tb", 0, q, q === 4, 500));
+  const order = [a[1], b[0], a[0], b[1], a[2], a[2], b[2], a[4], b[3], a[3], b[4]];
+  for (const m of order) player.push(m);
+}
+"""
+
+
+def test_two_speakers_play_one_after_the_other_gaplessly(stack, launch) -> None:
+    page = launch("ears")
+    join(page, stack.url, "Ears", "en", role="listener")
+    page.evaluate(PUSH_TWO_SPEAKERS)
+    page.wait_for_function("() => window.babelroom.stats.audioChunksPlayed === 10", timeout=10_000)
+    timeline = page.evaluate("() => window.babelroom.app.player.timeline")
+    assert [t["userId"] for t in timeline] == ["room.a"] * 5 + ["room.b"] * 5, timeline
+    assert [t["seq"] for t in timeline] == [0, 1, 2, 3, 4] * 2, timeline
+    for prev, cur in zip(timeline, timeline[1:], strict=False):
+        assert cur["at"] >= prev["end"] - 1e-6, ("overlap", prev, cur)  # never two voices at once
+        if cur["userId"] == prev["userId"]:
+            assert abs(cur["at"] - prev["end"]) < 1e-6, ("gap inside a speaker", prev, cur)
+    s = stats(page)
+    assert s["audioChunksDropped"] == 1, s  # the duplicate
+    assert len(s["hearing"]) == 2 and s["maxRms"] > 0.05, s
+    page.wait_for_function("() => document.querySelector('#hearing').dataset.active === 'false'", timeout=5_000)
+    expect(page.locator("#hearing")).to_have_text("hearing: nobody")
+
+    # Mute silences the output (the analyser sits after the volume stage) and says so.
+    page.click("#mute")
+    expect(page.locator("#mute")).to_have_attribute("aria-pressed", "true")
+    expect(page.locator("#mute")).to_have_text("Unmute")
+    page.wait_for_timeout(200)
+    audible = stats(page)["audibleMs"]
+    page.evaluate(PUSH_TWO_SPEAKERS.replace('"ta"', '"ta2"').replace('"tb"', '"tb2"'))
+    page.wait_for_function("() => window.babelroom.stats.audioChunksPlayed === 20", timeout=10_000)
+    assert stats(page)["audibleMs"] == audible
+    page.click("#mute")
+    expect(page.locator("#mute")).to_have_attribute("aria-pressed", "false")

@@ -48,6 +48,8 @@ export class Player extends EventTarget {
       audibleMs: 0,
     });
     this._timer = null;
+    /** What was scheduled when: {userId, key, seq, at, end} in context seconds (tests check no overlap). */
+    this.timeline = [];
   }
 
   /** Creates the audio graph; call from a user gesture so autoplay rules let it run. */
@@ -150,11 +152,12 @@ export class Player extends EventTarget {
     while (sp && sp.segments.length) {
       const seg = sp.segments[0];
       while (seg.chunks.has(seg.nextSeq)) {
-        const data = seg.chunks.get(seg.nextSeq);
-        seg.chunks.delete(seg.nextSeq);
+        const seq = seg.nextSeq;
+        const data = seg.chunks.get(seq);
+        seg.chunks.delete(seq);
         seg.nextSeq++;
         seg.started = true;
-        this._schedule(data);
+        this._schedule(data, uid, seg.key, seq);
       }
       const finished = seg.lastSeq !== null && seg.nextSeq > seg.lastSeq;
       const stalled = now - seg.touched > this.stallMs;
@@ -192,7 +195,7 @@ export class Player extends EventTarget {
     this._timer = setTimeout(() => this._pump(), Math.max(30, Math.min(200, ahead * 1000 - 50)));
   }
 
-  _schedule(data) {
+  _schedule(data, userId, key, seq) {
     if (!data.length) return;
     const ctx = this.ctx;
     const buf = ctx.createBuffer(1, data.length, PLAYBACK_RATE);
@@ -207,6 +210,8 @@ export class Player extends EventTarget {
       src.disconnect();
     };
     this.nextTime = at + buf.duration;
+    this.timeline.push({ userId, key, seq, at, end: this.nextTime });
+    if (this.timeline.length > 500) this.timeline.shift();
     this.stats.audioChunksScheduled++;
     this.stats.audioSecondsScheduled += buf.duration;
   }
