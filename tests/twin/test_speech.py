@@ -95,7 +95,8 @@ def test_spanish_speech_reaches_english_and_portuguese_listeners(stack: Any, peo
     # segment audio went through real storage
     blobs = BlobServiceClient.from_connection_string(azurite.connection_string).get_container_client("segments")
     names = [b.name for b in blobs.list_blobs(name_starts_with=ana.ticket["userId"] + "/turn-1/")]
-    assert len(names) == len(segments)
+    stored = {int(n.rsplit("/", 1)[1].split(".")[0]) for n in names}
+    assert segments <= stored  # every captioned segment came from storage (a silent tail has no caption)
 
 
 def test_silence_produces_no_caption_and_no_audio(stack: Any, people: Any) -> None:
