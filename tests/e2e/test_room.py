@@ -258,6 +258,11 @@ def test_spanish_speaker_is_read_and_heard_in_english_and_portuguese(stack, laun
     assert PORTUGUESE_WORDS.search(portuguese), portuguese
     assert portuguese.strip().lower() != english.strip().lower()
     expect(rui.locator(".line.caption[data-final=true] .text").first).to_have_attribute("lang", "pt")
+    rui.wait_for_function(
+        "() => { const s = window.babelroom.stats; return s.audioChunksPlayed > 0 && s.maxRms > 0.01; }",
+        timeout=ENGINE_TIMEOUT_MS,
+    )
+    assert "hearing: Ana in Português" in stats(rui)["hearing"]
 
     # The speaker reads herself in Spanish, untranslated, and never plays her own voice.
     ana.wait_for_function(

@@ -192,7 +192,9 @@ export class RoomView extends EventTarget {
     if (wasFinal && !d.final) return; // a late interim never overwrites the final line
     li.dataset.final = d.final ? "true" : "false";
     li.classList.toggle("interim", !d.final);
-    this._fill(li, d, d.final ? "" : "…");
+    // An interim line may carry the original before its translation: say so instead of showing nothing.
+    const pending = d.sourceLanguage === d.language ? d.original || "" : "translating";
+    this._fill(li, d.final || d.text ? d : { ...d, text: pending }, d.final ? "" : "…");
     this.stats.captionUpdates++;
     if (d.final && !wasFinal) this._announce(`${d.displayName || this.nameOf(d.userId)}: ${d.text}`);
     if (near) this._scrollDown();
