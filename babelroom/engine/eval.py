@@ -10,6 +10,7 @@ upper bounds for ASR; they are meant to catch regressions and compare routes, no
 from __future__ import annotations
 
 import argparse
+import base64
 import re
 import statistics
 import sys
@@ -203,6 +204,11 @@ def evaluate(engine: Engine, log: bool = True) -> str:
             stage["tts_first"].append(time.perf_counter() - t)
             stage["first_audio"].append(time.perf_counter() - t0)
 
+    import asyncio
+
+    endpoint = asyncio.run(endpoint_latency(engine))
+    rss = memory()
+
     def med(xs: list[float]) -> str:
         return f"{statistics.median(xs) * 1000:.0f} ms" if xs else "–"
 
@@ -214,7 +220,10 @@ def evaluate(engine: Engine, log: bool = True) -> str:
         f"| ASR (Whisper base int8, 2 threads) | {med(stage['asr'])} | {p90(stage['asr'])} |",
         f"| MT (per sentence, best route) | {med(stage['mt'])} | {p90(stage['mt'])} |",
         f"| TTS first sentence | {med(stage['tts_first'])} | {p90(stage['tts_first'])} |",
-        f"| end of segment → first translated audio | {med(stage['first_audio'])} | {p90(stage['first_audio'])} |",
+        f"| end of segment → first translated audio (in-process) | {med(stage['first_audio'])} |"
+        f" {p90(stage['first_audio'])} |",
+        f"| commit → first `response.output_audio.delta` (openai SDK over ws, 3 s clips) | {med(endpoint)} |"
+        f" {p90(endpoint)} |",
     ]
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     return "\n".join([
@@ -240,15 +249,116 @@ def evaluate(engine: Engine, log: bool = True) -> str:
         "| stage | median | p90 |",
         "|---|---|---|",
         *lat,
+        "",
+        f"**Memory**: engine process peak RSS {rss['peak_mb']:.0f} MB (current {rss['rss_mb']:.0f} MB) + "
+        f"{rss['children']} Apertium pipeline processes {rss['children_mb']:.0f} MB = "
+        f"**{rss['peak_mb'] + rss['children_mb']:.0f} MB** with every default model loaded.",
         END,
     ])
 
 
-def write(block: str, doc: Path = DOC) -> None:
-    text = doc.read_text() if doc.exists() else f"# Models\n\n{START}\n{END}\n"
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        _, tail = rest.split(END, 1)
+async def endpoint_latency(engine: Engine, runs: int = 4) -> list[float]:
+    """Seconds from `input_audio_buffer.commit` to the first translated audio, through the
+    official openai SDK against the local endpoint (≈ 3 s Spanish clips → English), each clip
+    new to the ASR cache."""
+    from openai import AsyncOpenAI
+
+    from .server import serve
+
+    runner, port = await serve(engine, "127.0.0.1", 0)
+    out: list[float] = []
+    try:
+        client = AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="eval")
+        for i in range(runs):
+            text = SENTENCES["es"][1 + i % 7]
+            pcm = synth(engine, text, "es-419", pad_s=0.5)
+            async with client.realtime.connect(model="gpt-realtime") as conn:
+                await conn.session.update(session={"type": "realtime", "audio": {"input": {
+                    "transcription": {"model": "whisper-1", "language": "es"}, "turn_detection": None}}})
+                step = 9600
+                for off in range(0, len(pcm), step):
+                    chunk = pcm[off : off + step]
+                    await conn.input_audio_buffer.append(audio=base64.b64encode(chunk).decode())
+                t0 = time.perf_counter()
+                await conn.input_audio_buffer.commit()
+                await conn.response.create(response={"metadata": {"target_language": "en",
+                                                                  "source_language": "es"}})
+                first = None
+                async for ev in conn:
+                    if ev.type == "response.output_audio.delta" and first is None:
+                        first = time.perf_counter() - t0
+                    if ev.type == "response.done":
+                        break
+                if first is not None:
+                    out.append(first)
+    finally:
+        await runner.cleanup()
+    return out
+
+
+def memory() -> dict[str, float]:
+    """Peak and current RSS of this process and the RSS of its children (Apertium pipelines)."""
+    import os
+
+    def status(pid: int | str) -> dict[str, int]:
+        values = {}
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                key, _, rest = line.partition(":")
+                if key in ("VmRSS", "VmHWM"):
+                    values[key] = int(rest.split()[0])
+        except OSError:
+            pass
+        return values
+
+    me = status("self")
+    children = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            if ppid == os.getpid():
+                children.append(int(d.name))
+    # the pipelines are bash → stage processes: count grandchildren too
+    descendants = set(children)
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if ppid in children:
+                descendants.add(int(d.name))
+    kids_kb = sum(status(pid).get("VmRSS", 0) for pid in descendants)
+    return {"rss_mb": me.get("VmRSS", 0) / 1024, "peak_mb": me.get("VmHWM", 0) / 1024,
+            "children": len(descendants), "children_mb": kids_kb / 1024}
+
+
+INV_START, INV_END = "<!-- models:start -->", "<!-- models:end -->"
+
+
+def inventory_block() -> str:
+    """Markdown table of every default model file: package, version, size, sha256, licence."""
+    from .models import inventory
+
+    rows = [INV_START, "| role | package | version | file | bytes | sha256 | licence (package metadata) |",
+            "|---|---|---|---|---|---|---|"]
+    for f in inventory():
+        rows.append(f"| {f.role} | {f.package} | {f.version} | `{f.path.name}` | {f.path.stat().st_size:,} | "
+                    f"`{f.sha256()}` | {f.licence} |")
+    rows.append(INV_END)
+    return "\n".join(rows)
+
+
+def write(block: str, doc: Path = DOC, start: str = START, end: str = END) -> None:
+    """Replace the text between the markers (append the block when they are missing)."""
+    text = doc.read_text() if doc.exists() else "# Models\n"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        _, tail = rest.split(end, 1)
         text = head + block + tail
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
@@ -258,9 +368,15 @@ def write(block: str, doc: Path = DOC) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m babelroom.engine.eval", description=__doc__.split("\n")[0])
     parser.add_argument("--no-write", action="store_true", help="print the table, leave docs/models.md alone")
+    parser.add_argument("--inventory", action="store_true",
+                        help="only refresh the model file table (sha256) in docs/models.md")
     parser.add_argument("--asr-window", type=float, default=None,
                         help="minimum Whisper encoder window in seconds (default: the engine's)")
     args = parser.parse_args(argv)
+    if args.inventory:
+        write(inventory_block(), DOC, INV_START, INV_END)
+        print(f"[eval] wrote the model table to {DOC}", file=sys.stderr)
+        return 0
     from .pipeline import Engine, EngineConfig
 
     engine = Engine.shared(EngineConfig(asr_window_s=args.asr_window) if args.asr_window else None)

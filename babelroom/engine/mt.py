@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,6 +127,14 @@ class _ApertiumPipe:
         self.cmd = " | ".join(re.sub(r"^(\S+)", r"\1 -z", s, count=1) for s in stages)
         self.lock = threading.Lock()
         self.proc: subprocess.Popen[bytes] | None = None
+        self.last_used = 0.0
+
+    def start(self) -> None:
+        """Start the processes now (returns at once; they load while ASR runs)."""
+        with self.lock:
+            if self.proc is None or self.proc.poll() is not None:
+                self.proc = self._start()
+            self.last_used = time.monotonic()
 
     def _start(self) -> subprocess.Popen[bytes]:
         # $1 = -n: generation without unknown-word marks (what `apertium -u` does)
@@ -137,6 +146,7 @@ class _ApertiumPipe:
     def translate(self, text: str) -> str:
         payload = _ESCAPE.sub(r"\\\1", " ".join(text.split())).encode() + b"[][\n]\0"
         with self.lock:
+            self.last_used = time.monotonic()
             for attempt in range(2):
                 if self.proc is None or self.proc.poll() is not None:
                     self.proc = self._start()
@@ -166,12 +176,17 @@ class _ApertiumPipe:
 
 
 class ApertiumProvider:
-    """Debian Apertium pairs that are installed (a missing pair is simply not offered)."""
+    """Debian Apertium pairs that are installed (a missing pair is simply not offered).
+
+    A pipeline is ≈ 10 processes and ≈ 70 MB, so pipelines start on first use (or when a
+    session announces its source language, see `prepare`) and stop after `idle_s` unused.
+    """
 
     name = "apertium"
     quality = 0.6
 
-    def __init__(self, modes_dir: Path = APERTIUM_MODES_DIR) -> None:
+    def __init__(self, modes_dir: Path = APERTIUM_MODES_DIR, idle_s: float = 600.0) -> None:
+        self.idle_s = idle_s
         self._pipes: dict[tuple[str, str], _ApertiumPipe] = {}
         if shutil.which("lt-proc") is None:
             return
@@ -184,7 +199,24 @@ class ApertiumProvider:
         return set(self._pipes)
 
     def translate(self, text: str, src: str, tgt: str) -> str:
-        return self._pipes[(src, tgt)].translate(text)
+        out = self._pipes[(src, tgt)].translate(text)
+        self._reap()
+        return out
+
+    def start(self, src: str, tgt: str) -> None:
+        self._pipes[(src, tgt)].start()
+
+    def running(self) -> int:
+        return sum(p.proc is not None and p.proc.poll() is None for p in self._pipes.values())
+
+    def _reap(self) -> None:
+        now = time.monotonic()
+        for p in self._pipes.values():
+            if p.proc is not None and now - p.last_used > self.idle_s and p.lock.acquire(blocking=False):
+                try:
+                    p.close()
+                finally:
+                    p.lock.release()
 
     def close(self) -> None:
         for p in self._pipes.values():
@@ -276,6 +308,15 @@ class MTRouter:
 
     def route(self, src: str, tgt: str) -> Route | None:
         return self.routes.get((src, tgt))
+
+    def prepare(self, src: str, tgt: str | None = None) -> None:
+        """Start the processes of every route from `src` (to `tgt`) that needs them."""
+        for (s, t), route in self.routes.items():
+            if s == src and (tgt is None or t == tgt):
+                for name, a, b in route.legs:
+                    start = getattr(self.providers[name], "start", None)
+                    if start is not None:
+                        start(a, b)
 
     def translate(self, text: str, src: str, tgt: str) -> str:
         route = self.routes[(src, tgt)]

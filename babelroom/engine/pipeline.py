@@ -45,7 +45,7 @@ class EngineConfig:
     max_jobs: int = 8  # admitted jobs (running + waiting) before Busy
     cache_size: int = 128
     piper: bool = True
-    warm_mt: bool = True
+    warm_mt: bool = False  # start every Apertium pipeline at load (≈ 70 MB each) instead of on demand
 
 
 @dataclass(frozen=True)
@@ -161,6 +161,12 @@ class Engine:
         """Start every persistent Apertium pipeline in parallel so no listener pays its start-up."""
         pairs = [(s, t) for (s, t), r in self.mt.routes.items() if len(r.legs) == 1]
         list(self._pool.map(lambda p: self.mt.translate("Hola", *p), pairs))
+
+    def prepare(self, source: str, target: str | None = None) -> None:
+        """A session announced its languages: start the MT processes its routes need now, so
+        they have loaded by the time recognition finishes (cheap: process start only)."""
+        if self.loaded and source:
+            self.mt.prepare(source, target)
 
     _shared: Engine | None = None
     _shared_lock = threading.Lock()

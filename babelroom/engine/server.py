@@ -195,6 +195,10 @@ class RealtimeSession(BaseSession):
             if self.response is not None and not self.response.done():
                 raise ClientError("conversation_already_has_active_response",
                                   "a response is in progress; wait for response.done")
+            meta = (event.get("response") or {}).get("metadata") or {}
+            source = meta.get("source_language") or self._transcription_language()
+            if source and meta.get("target_language"):  # MT processes load while Whisper runs
+                self.engine.prepare(str(source), str(meta["target_language"]))
             self.response = self.spawn(self.respond(event))
         elif kind == "response.cancel":
             if self.response is not None and not self.response.done():
