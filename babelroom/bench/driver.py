@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+import numpy as np
+
+from babelroom.segmenter import ClosedSegment, Outcome, Segmenter, new_state
 
 from .client import WpsClient
 from .clips import BYTES_PER_SECOND, Clip, frames
@@ -66,6 +69,64 @@ class Turn:
     t_release: float = 0.0
     wall_release: float = 0.0
     level: int = 0
+    silences: list[tuple[int, int]] = field(default_factory=list)  # (sent after frame seq, cut seq)
+    pcm: bytes = field(default=b"", repr=False)  # the clip's audio (shared, not copied)
+    _segments: list[ClosedSegment] | None = field(default=None, repr=False)
+
+    @property
+    def segments(self) -> list[ClosedSegment]:
+        """The segments the speaker entity cuts this turn into: the server's own segmenter, replayed on
+        exactly the frames and silence flags this turn sent, in the order they were sent."""
+        if self._segments is None:
+            seg, state = Segmenter(), new_state()
+            cuts = dict(self.silences)
+            closed: list[ClosedSegment] = []
+
+            def take(out: Outcome) -> None:
+                closed.extend(a for a in out.actions if isinstance(a, ClosedSegment) and a.nbytes)
+
+            take(seg.start(state, self.turn, self.whole))
+            fs = frames(self.pcm)
+            for i, f in enumerate(fs):
+                take(seg.frame(state, self.turn, i, f))
+                if i in cuts:
+                    take(seg.silence(state, self.turn, cuts[i]))
+            take(seg.end(state, self.turn, len(fs)))
+            self._segments = closed
+        return self._segments
+
+
+class PauseDetector:
+    """web/js/talk.js PauseDetector, line for line: the client flags breaths with `silence`."""
+
+    def __init__(self, min_speech_frames: int = 10, pause_frames: int = 4, floor_min: float = 0.004) -> None:
+        self.min_speech_frames = min_speech_frames
+        self.pause_frames = pause_frames
+        self.floor_min = floor_min
+        self.noise: float | None = None
+        self.voiced = 0
+        self.quiet = 0
+        self.last_voiced_seq = -1
+
+    def push(self, rms: float, seq: int) -> int | None:
+        self.noise = rms if self.noise is None else min(rms, self.noise * 1.02 + 0.0005)
+        threshold = max(self.floor_min * 3, self.noise * 3)
+        if rms > threshold:
+            self.voiced += 1
+            self.quiet = 0
+            self.last_voiced_seq = seq
+            return None
+        self.quiet += 1
+        if self.voiced >= self.min_speech_frames and self.quiet == self.pause_frames:
+            self.voiced = 0
+            return self.last_voiced_seq + 1
+        return None
+
+
+def frame_rms(pcm: bytes) -> float:
+    """RMS of a frame in [-1, 1], as the capture worklet reports it."""
+    x = np.frombuffer(pcm[: len(pcm) // 2 * 2], "<i2").astype(np.float64) / 32768.0
+    return float(np.sqrt(np.mean(x * x))) if len(x) else 0.0
 
 
 class Participant:
@@ -115,7 +176,8 @@ class Speaker(Participant):
         """Hold the key for the whole clip at real-time pace, then release."""
         tid = f"t{uuid.uuid4().hex[:12]}"
         rec = Turn(self.room, self.user_id, self.language, tid, clip.name, clip.voice, whole, clip.seconds,
-                   level=level)
+                   level=level, pcm=clip.pcm)
+        pauses = None if whole else PauseDetector()  # the seed's client never flagged pauses
         start: dict[str, Any] = {"turn": tid, "whole": True} if whole else {"turn": tid}
         self.client.send_event("turn.start", start)
         rec.t_start = t0 = time.monotonic()
@@ -129,6 +191,10 @@ class Speaker(Participant):
             self.client.send_event("audio", {"turn": tid, "seq": seq, "rate": 16000,
                                              "pcm": base64.b64encode(f).decode("ascii")})
             rec.frame_times.append(time.monotonic())
+            cut = pauses.push(frame_rms(f), seq) if pauses else None
+            if cut is not None:
+                self.client.send_event("silence", {"turn": tid, "seq": cut})
+                rec.silences.append((seq, cut))
         rec.t_release = rec.frame_times[-1]
         rec.wall_release = time.time() - (time.monotonic() - rec.t_release)
         self.client.send_event("turn.end", {"turn": tid, "frames": len(fs)})
@@ -189,12 +255,33 @@ async def make_room(api: Api, index: int, language: str, listener_languages: lis
     return party
 
 
-async def wait_quiet(parties: list[RoomParty], quiet: float = 4.0, limit: float = 120.0) -> float:
-    """After the last release, wait until no participant has received anything for `quiet` seconds."""
+def voiced(turn: Turn, seg: ClosedSegment, level: float = 0.02, frames_needed: int = 3) -> bool:
+    """Whether a segment carries speech worth a caption (a silent tail gets none, by design)."""
+    fs = frames(turn.pcm)[seg.first_seq: seg.last_seq + 1]
+    return sum(frame_rms(f) > level for f in fs) >= frames_needed
+
+
+def turn_done(turn: Turn, listener: Participant) -> bool:
+    """Every voiced segment has its final caption and, when translated, its last audio chunk."""
+    finals = {c.segment: c for c in listener.captions
+              if c.turn == turn.turn and c.final and c.language == listener.language}
+    lasts = {a.segment for a in listener.audio if a.turn == turn.turn and a.last}
+    return all(g.index in finals and (g.index in lasts or not finals[g.index].translated)
+               for g in turn.segments if voiced(turn, g))
+
+
+async def wait_done(parties: list[RoomParty], turns: list[list[Turn]], quiet: float = 6.0,
+                    limit: float = 180.0) -> float:
+    """After the last release: wait until every listener has every segment of every turn, or until
+    nothing has arrived for `quiet` seconds (a silent segment yields no message at all)."""
     start = time.monotonic()
+    pending = [(t, x) for party, ts in zip(parties, turns, strict=True) for t in ts for x in party.listeners]
     while time.monotonic() - start < limit:
+        pending = [(t, x) for t, x in pending if not turn_done(t, x)]
+        if not pending:
+            break
         last = max(p.last_message_at for party in parties for p in party.everyone)
-        if time.monotonic() - last >= quiet:
+        if time.monotonic() - max(last, start) >= quiet:
             break
         await asyncio.sleep(0.2)
     return time.monotonic() - start

@@ -3,13 +3,16 @@
 Definitions (docs/performance.md repeats them):
 - release: the moment the last frame of a turn was sent (the key release; `turn.end` follows at once).
 - the turn's *tail segment*: the highest segment of the turn whose caption carries words in this
-  listener's stream. Its latencies are what a listener waits for after the speaker stops talking.
+  listener's stream. Its latencies are what a listener waits for after the speaker stops talking,
+  measured from the end of speech: the send time of the tail segment's last frame, which is the
+  release unless a pause flag closed the segment a few frames before it.
 - first caption: first caption (interim or final) of the tail segment with a non-empty `original`.
 - first translated caption: first final caption of the tail segment in the listener's language
   with `translated: true`.
 - first audio: first `audio` message of the tail segment.
-- caption trail: for every segment closed while the speaker is still talking (3 s cut), the first
-  caption with words minus the send time of the segment's last frame.
+- caption trail: for every segment closed while the speaker is still talking (3 s cut, pause or
+  silence flag), the first caption with words minus the send time of the segment's last frame.
+  Segment boundaries come from replaying the server's own segmenter on what the turn sent.
 """
 
 from __future__ import annotations
@@ -20,12 +23,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from babelroom.segmenter import MAX_SEGMENT_SECONDS
-
 from .driver import Participant, Turn
 
-FRAME_BYTES = 3_200
-FRAMES_PER_SEGMENT = int(MAX_SEGMENT_SECONDS * 32_000) // FRAME_BYTES  # frames in a 3 s duration cut
 OUTPUT_BYTES_PER_SECOND = 24_000 * 2
 
 
@@ -65,6 +64,7 @@ class TurnResult:
     trails: list[float]
     trails_translated: list[float]
     failed_notes: list[str]
+    end_wall: float = 0.0  # wall clock of the end of speech the latencies are measured from
 
     def row(self) -> dict[str, Any]:
         t = self.turn
@@ -74,6 +74,8 @@ class TurnResult:
                 "first_caption_s": _r(self.first_caption), "first_translated_caption_s": _r(self.first_translated),
                 "first_audio_s": _r(self.first_audio), "last_audio_s": _r(self.last_audio),
                 "audio_seconds": round(self.audio_seconds, 2), "trails_s": [_r(x) for x in self.trails],
+                "cuts": [[g.index, g.reason, g.first_seq, g.last_seq] for g in t.segments],
+                "silences": len(t.silences),
                 "notes": sorted(set(self.failed_notes))}
 
 
@@ -83,7 +85,9 @@ def turn_result(turn: Turn, listener: Participant) -> TurnResult:
     worded = [c for c in caps if c.original.strip()]
     segs = {c.segment for c in caps} | {a.segment for a in auds}
     tail = max((c.segment for c in worded), default=None)
-    rel = turn.t_release
+    cut = next((g for g in turn.segments if g.index == tail), None)
+    # end of speech: the last frame of the tail segment (the release itself unless a pause closed it first)
+    rel = turn.frame_times[min(cut.last_seq, len(turn.frame_times) - 1)] if cut else turn.t_release
 
     def first(xs: Iterable[float]) -> float | None:
         xs = list(xs)
@@ -94,21 +98,22 @@ def turn_result(turn: Turn, listener: Participant) -> TurnResult:
     fa = first(a.t for a in auds if a.segment == tail)
     la = first(a.t for a in auds if a.segment == tail and a.last)
     trails, trails_tr = [], []
-    if not turn.whole:
-        n = len(turn.frame_times)
-        for seg in sorted({c.segment for c in worded}):
-            last_frame = (seg + 1) * FRAMES_PER_SEGMENT - 1
-            if last_frame >= n - 1:  # closed by the release, not while talking
-                continue
-            sent = turn.frame_times[last_frame]
-            trails.append(min(c.t for c in worded if c.segment == seg) - sent)
-            tr = [c.t for c in caps
-                  if c.segment == seg and c.final and c.translated and c.language == listener.language]
-            if tr:
-                trails_tr.append(min(tr) - sent)
+    n = len(turn.frame_times)
+    for seg in turn.segments:
+        if seg.reason in ("end", "switch") or seg.last_seq >= n - 1:  # closed by the release, not while talking
+            continue
+        sent = turn.frame_times[seg.last_seq]
+        worded_seg = [c.t for c in worded if c.segment == seg.index]
+        if worded_seg:
+            trails.append(min(worded_seg) - sent)
+        tr = [c.t for c in caps
+              if c.segment == seg.index and c.final and c.translated and c.language == listener.language]
+        if tr:
+            trails_tr.append(min(tr) - sent)
     notes = [c.note for c in caps if c.note]
     return TurnResult(turn, listener.name, listener.language, len(segs), tail, fc, ft, fa, la,
-                      sum(a.pcm_bytes for a in auds) / OUTPUT_BYTES_PER_SECOND, trails, trails_tr, notes)
+                      sum(a.pcm_bytes for a in auds) / OUTPUT_BYTES_PER_SECOND, trails, trails_tr, notes,
+                      turn.wall_release - (turn.t_release - rel))
 
 
 def latency_block(results: list[TurnResult]) -> dict[str, Any]:
@@ -143,17 +148,18 @@ def stage_split(results: list[TurnResult], usage: dict[str, dict[str, Any]] | No
             continue
         timings = rec.get("timings", {})
         start = rec["end_wall"] - timings.get("total", 0.0)
-        t_start = start - r.turn.wall_release
+        t_start = start - r.end_wall
         src = timings.get("source_text")
         text = timings.get(f"text_{r.language}")
         audio = timings.get(f"audio_{r.language}")
         if src is None or audio is None:
             continue
-        server["handoff"].append(t_start)  # entity close, blob commit, queue poll, marker + blob + state reads
+        server["handoff"].append(max(0.0, t_start))  # entity close, blob commit, queue poll, marker/blob/state reads
         server["asr"].append(src)  # realtime session open + recognition of the segment
         if text is not None and text >= src:
             server["mt"].append(text - src)
             server["tts_first_chunk"].append(max(0.0, audio - text))
+            server[f"tts_first_chunk_{r.language}"].append(max(0.0, audio - text))
         else:
             server["mt_tts_first_chunk"].append(max(0.0, audio - src))
         server["fanout"].append(max(0.0, r.first_audio - (t_start + audio)))

@@ -31,7 +31,7 @@ import aiohttp
 from babelroom.twin import stack as twin
 
 from . import clips as clipmod
-from .driver import LANGUAGES, Api, RoomParty, Turn, make_room, wait_quiet
+from .driver import LANGUAGES, Api, RoomParty, Turn, make_room, turn_done, wait_done
 from .metrics import PRICES, TurnResult, cost_model, latency_block, pct, stage_split, summary, turn_result
 from .procs import Sampler, listening_pid, machine
 
@@ -172,7 +172,7 @@ async def run_level(api: Api, speakers: int, scripts: dict[str, list[tuple[clipm
     try:
         per_room = await asyncio.gather(*(speak_script(p, scripts[p.speaker.language], speakers, gap, until,
                                                        delay=i * 0.7) for i, p in enumerate(parties)))
-        drained = await wait_quiet(parties)
+        drained = await wait_done(parties, per_room)
         t1 = time.monotonic()
     finally:
         resources = sampler.summary(since=t0)
@@ -281,7 +281,9 @@ def summarize(speakers: int, parties: list[RoomParty], per_room: list[list[Turn]
         "stages": stage_split(stream, usage),
         "baseline_stages": stage_split(base, usage),
         "traffic": traffic, "cost": cost, "resources": resources,
-        "problems": {"error_messages": errors[:20], "failed_acks": failed_acks[:20], "closed": closed,
+        "problems": {"incomplete_turns": sum(1 for party, ts in zip(parties, per_room, strict=True) for t in ts
+                                             for x in party.listeners if not turn_done(t, x)),
+                     "error_messages": errors[:20], "failed_acks": failed_acks[:20], "closed": closed,
                      "failure_notes": sorted({n for r in stream + base for n in r.failed_notes})[:20]},
         "turn_rows": [r.row() for r in stream + base],
     }
@@ -294,7 +296,7 @@ async def warm_up(api: Api, scripts: dict[str, list[tuple[clipmod.Clip, bool]]])
         party = await make_room(api, 100 + i, lang, [x for x in LANGUAGES if x != lang])
         try:
             t = await party.speaker.speak(scripts[lang][0][0], False, 0)
-            await wait_quiet([party], quiet=2.0, limit=90)
+            await wait_done([party], [[t]], limit=90)
             rs = [turn_result(t, x) for x in party.listeners]
             out[lang] = {"first_audio_s": [None if r.first_audio is None else round(r.first_audio, 3) for r in rs]}
         finally:
