@@ -206,10 +206,12 @@ def test_spanish_speaker_is_read_and_heard_in_english_and_portuguese(stack, laun
         "() => window.babelroom.received.some(d => d.type === 'caption' && d.final && d.language === 'en')",
         timeout=ENGINE_TIMEOUT_MS,
     )
-    line = bob.locator(".line.caption[data-final=true]").first
+    first = final_captions(bob, "en")[0]
+    line = bob.locator(f'.line.caption[data-id="{first["id"]}"]')
     expect(line.locator(".who")).to_have_text("Ana")
-    expect(line.locator(".original-text")).to_have_text(SPANISH_WORDS)
-    expect(line.locator(".text")).not_to_be_empty()
+    expect(line.locator(".original-text")).to_have_text(first["original"])  # Spanish, as heard
+    expect(line.locator(".text")).to_have_text(first["text"])  # English
+    expect(line.locator(".text")).to_have_attribute("lang", "en")
 
     # ... and actually plays translated audio. The screenshot is taken mid-conversation: a final
     # caption on screen while "hearing: Ana in English" shows (if the voice outran the caption, just after).

@@ -17,41 +17,6 @@ export function pcm16ToBase64(int16) {
   return btoa(bin);
 }
 
-/**
- * Energy-based pause finder: a segment can close at a breath instead of a fixed 3 s cut, which
- * keeps captions coming sooner and sentences whole. Conservative on purpose: it needs a second of
- * speech since the last cut and 400 ms below an adaptive noise floor.
- */
-export class PauseDetector {
-  constructor({ minSpeechFrames = 10, pauseFrames = 4, floorMin = 0.004 } = {}) {
-    this.minSpeechFrames = minSpeechFrames;
-    this.pauseFrames = pauseFrames;
-    this.floorMin = floorMin;
-    this.noise = null;
-    this.voiced = 0; // voiced frames since the last cut
-    this.quiet = 0; // consecutive quiet frames
-    this.lastVoicedSeq = -1;
-  }
-
-  /** Feeds one frame's RMS; returns the seq to cut after, or null. */
-  push(rms, seq) {
-    this.noise = this.noise === null ? rms : Math.min(rms, this.noise * 1.02 + 0.0005);
-    const threshold = Math.max(this.floorMin * 3, this.noise * 3);
-    if (rms > threshold) {
-      this.voiced++;
-      this.quiet = 0;
-      this.lastVoicedSeq = seq;
-      return null;
-    }
-    this.quiet++;
-    if (this.voiced >= this.minSpeechFrames && this.quiet === this.pauseFrames) {
-      this.voiced = 0;
-      return this.lastVoicedSeq + 1; // keep a frame of tail after the last voiced one
-    }
-    return null;
-  }
-}
-
 function newTurnId() {
   const rnd = crypto.getRandomValues(new Uint32Array(2));
   return `t${Date.now().toString(36)}${rnd[0].toString(36)}${rnd[1].toString(36)}`.slice(0, 32);
@@ -88,14 +53,13 @@ export class Talk extends EventTarget {
     this._send("turn.start", { turn });
     this.dispatchEvent(new CustomEvent("change", { detail: { speaking: true, turn } }));
     try {
-      const pauses = new PauseDetector();
-      await this.capture.begin((pcm, rms) => {
+      // No client `silence` hints: the segmenter already cuts at the first pause past 1 s, and a
+      // late hint would close a fresh segment holding nothing but the pause.
+      await this.capture.begin((pcm) => {
         if (this.turn !== turn) return;
         const seq = this.seq++;
         this.stats.framesSent++;
         this._send("audio", { turn, seq, rate: WIRE_RATE, pcm: pcm16ToBase64(pcm) });
-        const cut = pauses.push(rms, seq);
-        if (cut !== null) this._send("silence", { turn, seq: cut });
       });
     } catch (error) {
       this.dispatchEvent(new CustomEvent("error", { detail: { error } }));
