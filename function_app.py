@@ -7,7 +7,8 @@ from durable.speaker import bp as speaker_entity
 from functions.events import bp as events
 from functions.http_api import bp as http_api
 from functions.translate import bp as translate
+from functions.web import bp as web
 
 app = df.DFApp()
-for blueprint in (http_api, events, speaker_entity, room_entity, translate):
+for blueprint in (http_api, events, speaker_entity, room_entity, translate, web):
     app.register_functions(blueprint)

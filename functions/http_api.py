@@ -52,7 +52,7 @@ async def _guard(coro: Any) -> func.HttpResponse:
         return _error(500, "internal", "internal error; the request was not applied")
 
 
-@bp.route(route="rooms", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@bp.route(route="api/rooms", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 async def create_room(req: func.HttpRequest) -> func.HttpResponse:
     async def run() -> func.HttpResponse:
         room = await deps.rooms().create(CreateRoom.parse(_body(req)))
@@ -61,7 +61,7 @@ async def create_room(req: func.HttpRequest) -> func.HttpResponse:
     return await _guard(run())
 
 
-@bp.route(route="rooms/{roomId}/join", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@bp.route(route="api/rooms/{roomId}/join", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 async def join_room(req: func.HttpRequest) -> func.HttpResponse:
     async def run() -> func.HttpResponse:
         ticket = await deps.rooms().join(req.route_params.get("roomId", ""), JoinRoom.parse(_body(req)))
@@ -70,7 +70,7 @@ async def join_room(req: func.HttpRequest) -> func.HttpResponse:
     return await _guard(run())
 
 
-@bp.route(route="rooms/{roomId}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@bp.route(route="api/rooms/{roomId}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @bp.durable_client_input(client_name="client")
 async def get_room(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     async def run() -> func.HttpResponse:
@@ -81,7 +81,7 @@ async def get_room(req: func.HttpRequest, client: df.DurableOrchestrationClient)
     return await _guard(run())
 
 
-@bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@bp.route(route="api/health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 async def health(req: func.HttpRequest) -> func.HttpResponse:
     checks: dict[str, dict[str, Any]] = {}
 

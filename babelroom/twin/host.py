@@ -43,9 +43,15 @@ class Registered:
 
 
 def _route_regex(template: str) -> re.Pattern[str]:
-    parts = re.split(r"(\{[^}]+\})", template.strip("/"))
-    rx = "".join(f"(?P<{p[1:-1].split(':')[0]}>[^/]+)" if p.startswith("{") else re.escape(p) for p in parts)
-    return re.compile(f"^{rx}$")
+    """Functions route templates: {name}, {name:constraint}, {*catchall}; catch-alls may be empty."""
+
+    def part(p: str) -> str:
+        if not p.startswith("{"):
+            return re.escape(p)
+        name = p[1:-1].split(":")[0]
+        return f"(?P<{name[1:]}>.*)" if name.startswith("*") else f"(?P<{name}>[^/]+)"
+
+    return re.compile("^" + "".join(part(p) for p in re.split(r"(\{[^}]+\})", template.strip("/"))) + "$")
 
 
 class FunctionHost:
@@ -72,7 +78,9 @@ class FunctionHost:
         return [f for f in self.functions if f.trigger_type == trigger_type]
 
     def http(self, method: str, path: str) -> tuple[Registered, dict[str, str]] | None:
-        for f in self.by_type("httpTrigger"):
+        """Literal routes win over catch-alls, as in ASP.NET routing."""
+        candidates = sorted(self.by_type("httpTrigger"), key=lambda f: "{*" in (f.trigger.get("route") or ""))
+        for f in candidates:
             m = f.route.match(path.strip("/")) if f.route else None
             if m and (not f.methods or method.upper() in f.methods):
                 return f, m.groupdict()

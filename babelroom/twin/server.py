@@ -1,14 +1,14 @@
 """The twin's HTTP server: one aiohttp app on one port, like the Functions host on 7071.
 
-`/api/*` → HTTP functions, `/client/hubs/*` and `/api/hubs/*` → the Web PubSub gateway,
-`/runtime/webhooks/durabletask/*` → the entity runner, `/` → the static web client.
+`/client/hubs/*` and `/api/hubs/*` → the Web PubSub gateway, `/runtime/webhooks/durabletask/*` →
+the entity runner, everything else → the HTTP functions by their declared routes (host.json's
+routePrefix is "", so `/api/...` and the web client's `/{*path}` are both function routes).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 
 from aiohttp import web
 
@@ -20,7 +20,6 @@ from .host import FunctionHost, http_request
 from .queues import QueueListener
 
 log = logging.getLogger(__name__)
-WEB = Path(__file__).resolve().parents[2] / "web"
 
 
 class Twin:
@@ -34,10 +33,7 @@ class Twin:
         self.app = web.Application(client_max_size=2 << 20)
         self.gateway.add_routes(self.app)  # before /api/{tail}: /api/hubs/* is the data plane
         self.entities.add_routes(self.app)
-        self.app.router.add_route("*", "/api/{tail:.*}", self._http)
-        self.app.router.add_get("/", self._index)
-        if WEB.is_dir():
-            self.app.router.add_static("/", WEB, show_index=False)
+        self.app.router.add_route("*", "/{tail:.*}", self._http)
         self.app.on_startup.append(self._startup)
         self.app.on_cleanup.append(self._cleanup)
 
@@ -50,14 +46,11 @@ class Twin:
     async def _cleanup(self, _app: web.Application) -> None:
         await self.queues.stop()
 
-    async def _index(self, _request: web.Request) -> web.StreamResponse:
-        return web.FileResponse(WEB / "index.html")
-
     async def _http(self, request: web.Request) -> web.Response:
         tail = request.match_info["tail"]
         found = self.host.http(request.method, tail)
         if found is None:
-            message = f"no route {request.method} /api/{tail}"
+            message = f"no route {request.method} /{tail}"
             return web.json_response({"error": {"code": "not_found", "message": message}}, status=404)
         f, route_params = found
         req = http_request(request.method, str(request.url), dict(request.headers), dict(request.query),

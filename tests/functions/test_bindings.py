@@ -30,8 +30,13 @@ def _trigger(meta: dict) -> dict:
 def test_http_routes(metadata: dict[str, dict]) -> None:
     routes = {(_trigger(m)["route"], tuple(_trigger(m)["methods"])) for m in metadata.values()
               if _trigger(m)["type"] == "httpTrigger"}
-    assert routes == {("rooms", ("POST",)), ("rooms/{roomId}/join", ("POST",)), ("rooms/{roomId}", ("GET",)),
-                      ("health", ("GET",))}
+    assert routes == {("api/rooms", ("POST",)), ("api/rooms/{roomId}/join", ("POST",)),
+                      ("api/rooms/{roomId}", ("GET",)), ("api/health", ("GET",)), ("{*path}", ("GET",))}
+
+
+def test_route_prefix_is_empty_so_the_web_client_and_api_share_one_origin() -> None:
+    host = json.loads((Path(__file__).parents[2] / "host.json").read_text())
+    assert host["extensions"]["http"]["routePrefix"] == ""
 
 
 def test_web_pubsub_triggers_cover_system_and_every_client_event(metadata: dict[str, dict]) -> None:
