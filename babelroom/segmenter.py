@@ -118,12 +118,9 @@ class Segmenter:
         return out
 
     def frame(self, state: dict[str, Any], turn: str, seq: int, pcm: bytes) -> Outcome:
-        out = Outcome()
-        if turn in state["done"]:
-            out.late = True
+        out = self._enter(state, turn)
+        if out.late:
             return out
-        if state["turn"] != turn:
-            self._switch(state, turn, out)
         if seq < state["next"] or str(seq) in state["pending"]:
             out.duplicate = True
             return out
@@ -148,17 +145,23 @@ class Segmenter:
 
     def end(self, state: dict[str, Any], turn: str, frames: int) -> Outcome:
         """Key released: close the turn with what has arrived; frames after this are late."""
-        out = Outcome()
-        if turn in state["done"]:
-            out.late = True
+        out = self._enter(state, turn)
+        if out.late:
             return out
-        if state["turn"] != turn:
-            self._switch(state, turn, out)
         state["end_frames"] = frames
         self._finish_turn(state, out, "end")
         return out
 
     # -- internals -------------------------------------------------------------------------
+
+    def _enter(self, state: dict[str, Any], turn: str) -> Outcome:
+        """Events of a finished turn are late; an event of a new turn closes the open one."""
+        out = Outcome()
+        if turn in state["done"]:
+            out.late = True
+        elif state["turn"] != turn:
+            self._switch(state, turn, out)
+        return out
 
     def _switch(self, state: dict[str, Any], turn: str, out: Outcome) -> None:
         if state["turn"] is not None:
