@@ -185,7 +185,7 @@ class RealtimeTranslator:
                     transcribed = True
                 elif kind == "response.output_audio_transcript.delta":
                     said += ev.delta
-                    emit(TranslatedText(said.strip(), target, final=False))
+                    emit(TranslatedText(ev.delta, target, final=False))  # a delta (see the port)
                 elif kind == "response.output_audio_transcript.done":
                     said = ev.transcript
                     emit(TranslatedText(said.strip(), target, final=True))

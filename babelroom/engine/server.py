@@ -545,7 +545,7 @@ async def realtime_handler(request: web.Request) -> web.StreamResponse:
 
 
 async def health_handler(request: web.Request) -> web.Response:
-    return web.json_response(request.app[ENGINE_KEY].health())
+    return web.json_response(request.app[ENGINE_KEY].health(), dumps=lambda o: json.dumps(o, ensure_ascii=False))
 
 
 def create_app(engine: Engine) -> web.Application:

@@ -61,6 +61,8 @@ async def test_interpret_streams_source_text_translation_and_audio(engine: Engin
     assert sources[-1].final and "reunión" in sources[-1].text.lower() and sources[-1].language == "es"
     final = [t for t in texts if t.final]
     assert len(final) == 1 and final[0].translated and final[0].language == "en"
+    deltas = "".join(t.text for t in texts if not t.final)  # non-final texts are deltas
+    assert deltas.strip() == final[0].text
     assert "meeting" in final[0].text.lower() or "good" in final[0].text.lower(), final[0].text
     assert len(audio) / 2 / 24_000 > 1.0
     # order: source text, then translated text, then audio
