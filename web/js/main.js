@@ -51,6 +51,7 @@ class App {
     this.player = new Player({ stats });
     this.capture = new Capture();
     this.ptt = new PushToTalk(this.$("talk"));
+    this.ptt.setEnabled(false); // only inside a room, as a speaker
     this.client = null;
     this.talk = null;
     this.session = null;
@@ -319,7 +320,7 @@ class App {
   }
 
   _disconnect() {
-    this.ptt.release("leave");
+    this.ptt.setEnabled(false);
     this.talk?.abandon();
     this.talk = null;
     this.client?.close();
