@@ -4,6 +4,7 @@ A speaker's turn is exactly web/js/talk.js: `turn.start {turn}` (plus `whole: tr
 baseline strategy), then `audio {turn, seq, rate, pcm}` 100 ms frames, each sent when its 100 ms
 of speech has been "captured" (real-time pace), then `turn.end {turn, frames}` right after the last
 frame, which is the moment of key release. Every event carries an ackId, as the browser's does.
+Like the web client it sends no `silence` hints: the segmenter finds pauses itself.
 """
 
 from __future__ import annotations
@@ -96,33 +97,6 @@ class Turn:
         return self._segments
 
 
-class PauseDetector:
-    """web/js/talk.js PauseDetector, line for line: the client flags breaths with `silence`."""
-
-    def __init__(self, min_speech_frames: int = 10, pause_frames: int = 4, floor_min: float = 0.004) -> None:
-        self.min_speech_frames = min_speech_frames
-        self.pause_frames = pause_frames
-        self.floor_min = floor_min
-        self.noise: float | None = None
-        self.voiced = 0
-        self.quiet = 0
-        self.last_voiced_seq = -1
-
-    def push(self, rms: float, seq: int) -> int | None:
-        self.noise = rms if self.noise is None else min(rms, self.noise * 1.02 + 0.0005)
-        threshold = max(self.floor_min * 3, self.noise * 3)
-        if rms > threshold:
-            self.voiced += 1
-            self.quiet = 0
-            self.last_voiced_seq = seq
-            return None
-        self.quiet += 1
-        if self.voiced >= self.min_speech_frames and self.quiet == self.pause_frames:
-            self.voiced = 0
-            return self.last_voiced_seq + 1
-        return None
-
-
 def frame_rms(pcm: bytes) -> float:
     """RMS of a frame in [-1, 1], as the capture worklet reports it."""
     x = np.frombuffer(pcm[: len(pcm) // 2 * 2], "<i2").astype(np.float64) / 32768.0
@@ -177,7 +151,6 @@ class Speaker(Participant):
         tid = f"t{uuid.uuid4().hex[:12]}"
         rec = Turn(self.room, self.user_id, self.language, tid, clip.name, clip.voice, whole, clip.seconds,
                    level=level, pcm=clip.pcm)
-        pauses = None if whole else PauseDetector()  # the seed's client never flagged pauses
         start: dict[str, Any] = {"turn": tid, "whole": True} if whole else {"turn": tid}
         self.client.send_event("turn.start", start)
         rec.t_start = t0 = time.monotonic()
@@ -191,10 +164,6 @@ class Speaker(Participant):
             self.client.send_event("audio", {"turn": tid, "seq": seq, "rate": 16000,
                                              "pcm": base64.b64encode(f).decode("ascii")})
             rec.frame_times.append(time.monotonic())
-            cut = pauses.push(frame_rms(f), seq) if pauses else None
-            if cut is not None:
-                self.client.send_event("silence", {"turn": tid, "seq": cut})
-                rec.silences.append((seq, cut))
         rec.t_release = rec.frame_times[-1]
         rec.wall_release = time.time() - (time.monotonic() - rec.t_release)
         self.client.send_event("turn.end", {"turn": tid, "frames": len(fs)})
