@@ -21,6 +21,8 @@ export class Capture extends EventTarget {
     this._idleTimer = null;
     this.recording = false;
     this.level = 0;
+    /** getUserMedia audio constraints (browser echo cancellation etc.). */
+    this.audioConstraints = { channelCount: 1, echoCancellation: true, noiseSuppression: true, autoGainControl: true };
   }
 
   /** Opens the microphone and the worklet once; later calls reuse them. */
@@ -34,10 +36,7 @@ export class Capture extends EventTarget {
 
   async _open() {
     if (!navigator.mediaDevices?.getUserMedia) throw new Error("this browser cannot capture audio here (needs https or localhost)");
-    const stream = await navigator.mediaDevices.getUserMedia({
-      audio: { channelCount: 1, echoCancellation: true, noiseSuppression: true, autoGainControl: true },
-      video: false,
-    });
+    const stream = await navigator.mediaDevices.getUserMedia({ audio: this.audioConstraints, video: false });
     const ctx = new AudioContext({ latencyHint: "interactive" });
     const url = new URL("./capture-worklet.js", import.meta.url);
     await ctx.audioWorklet.addModule(url);
