@@ -94,3 +94,28 @@ def plot(out: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def markdown(out: dict[str, Any]) -> str:
+    """The summary table for docs/performance.md, from a bench JSON."""
+    cols = [("speakers", "speakers"), ("turns", "turns"), ("first_caption_p50_s", "caption p50"),
+            ("first_translated_caption_p50_s", "translated caption p50"), ("first_audio_p50_s", "audio p50"),
+            ("first_audio_p95_s", "audio p95"), ("first_audio_max_s", "audio max"),
+            ("baseline_first_audio_p50_s", "baseline audio p50"), ("baseline_ratio", "baseline / streaming"),
+            ("caption_trail_p50_s", "trail p50"), ("caption_trail_p95_s", "trail p95"),
+            ("first_audio_p50_first_half_s", "audio p50 1st half"),
+            ("first_audio_p50_second_half_s", "audio p50 2nd half"),
+            ("wps_units_per_listener_minute", "WPS units / listener-min"),
+            ("usd_per_speaker_minute", "$ / speaker-min"), ("rss_mb_max", "stack RSS MB"),
+            ("cpu_stack_mean_pct", "stack CPU % (200 = 2 cores)")]
+    lines = ["| " + " | ".join(h for _, h in cols) + " |", "|" + "---|" * len(cols)]
+    for r in out["results"]:
+        lines.append("| " + " | ".join("–" if r.get(k) is None else str(r.get(k)) for k, _ in cols) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    print(markdown(json.loads(Path(sys.argv[1]).read_text())))

@@ -284,7 +284,8 @@ def summarize(speakers: int, parties: list[RoomParty], per_room: list[list[Turn]
         "problems": {"incomplete_turns": sum(1 for party, ts in zip(parties, per_room, strict=True) for t in ts
                                              for x in party.listeners if not turn_done(t, x)),
                      "error_messages": errors[:20], "failed_acks": failed_acks[:20], "closed": closed,
-                     "failure_notes": sorted({n for r in stream + base for n in r.failed_notes})[:20]},
+                     "failure_notes": sorted({n for r in stream + base for n in r.failed_notes})[:20],
+                     "failed_segment_captions": sum(len(r.failed_notes) for r in stream + base)},
         "turn_rows": [r.row() for r in stream + base],
     }
 
