@@ -266,6 +266,22 @@ def test_spanish_speaker_is_read_and_heard_in_english_and_portuguese(stack, laun
     )
     assert "hearing: Ana in Português" in stats(rui)["hearing"]
 
+    # How long it took, for the record (artifacts/latency.json); the engine's speed is not asserted here.
+    a, b = stats(ana), stats(bob)
+    got = bob.evaluate("() => window.babelroom.received.filter(d => d.type === 'caption')")
+    latency = {
+        "turn_seconds": (a["turnEndedAt"] - a["turnStartedAt"]) / 1000,
+        "segments": len(en),
+        "first_caption_after_key_down_s": (min(c["receivedAt"] for c in got) - a["turnStartedAt"]) / 1000,
+        "first_final_after_key_down_s": (min(c["receivedAt"] for c in got if c["final"]) - a["turnStartedAt"]) / 1000,
+        "first_audio_after_key_down_s": (b["firstAudioAt"] - a["turnStartedAt"]) / 1000,
+        "last_final_after_key_up_s": (max(c["receivedAt"] for c in got if c["final"]) - a["turnEndedAt"]) / 1000,
+        "english": [c["text"] for c in en],
+        "spanish_heard": [c["original"] for c in en],
+        "portuguese": [c["text"] for c in pt],
+    }
+    (ARTIFACTS / "latency.json").write_text(json.dumps(latency, indent=2, ensure_ascii=False) + "\n")
+
     # The speaker reads herself in Spanish, untranslated, and never plays her own voice.
     ana.wait_for_function(
         "() => window.babelroom.received.some(d => d.type === 'caption' && d.final && d.language === 'es')",

@@ -30,6 +30,7 @@ const stats = {
   chatsIn: 0,
   acked: {},
   micMaxRms: 0,
+  firstAudioAt: 0, // Date.now() of the first translated audio chunk (tests measure latency)
   hearing: [], // every "hearing: X in L" shown, in order
 };
 /** Captions and chat lines as received (tests compare them with what the page shows). */
@@ -189,6 +190,7 @@ class App {
     if (!d || typeof d !== "object") return;
     stats.messagesIn[d.type] = (stats.messagesIn[d.type] ?? 0) + 1;
     if (d.type === "audio") {
+      if (!stats.firstAudioAt) stats.firstAudioAt = Date.now();
       if (d.userId !== this.view.me?.userId) this.player.push(d);
       return;
     }
@@ -196,7 +198,7 @@ class App {
       this.session.displayName = d.displayName;
     }
     if (d.type === "caption" || d.type === "chat") {
-      received.push(d);
+      received.push({ ...d, receivedAt: Date.now() });
       if (received.length > 1000) received.shift();
     }
     if (d.type === "caption" && d.final) stats.captionsFinal++;

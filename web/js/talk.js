@@ -50,6 +50,7 @@ export class Talk extends EventTarget {
     this.turn = turn;
     this.seq = 0;
     this.stats.turnStarts++;
+    this.stats.turnStartedAt = Date.now();
     this._send("turn.start", { turn });
     this.dispatchEvent(new CustomEvent("change", { detail: { speaking: true, turn } }));
     try {
@@ -78,6 +79,7 @@ export class Talk extends EventTarget {
       const frames = this.seq;
       this.turn = null;
       this.stats.turnEnds++;
+      this.stats.turnEndedAt = Date.now();
       this._send("turn.end", { turn, frames });
       this.dispatchEvent(new CustomEvent("ended", { detail: { turn, frames } }));
     })().finally(() => { this._ending = null; });
