@@ -87,6 +87,16 @@ class App {
       this.player.setVolume(vol / 100);
     }
     window.addEventListener("pagehide", () => this.client?.close());
+    // Back from the back/forward cache: the socket was closed on the way out, so join again.
+    window.addEventListener("pageshow", (e) => {
+      if (e.persisted && this.session) this.enterRoom(this.session).catch(() => this.leave());
+    });
+    // After a reload nobody clicked yet, so the browser may hold the sound back: any gesture frees it.
+    const unlock = () => {
+      if (this.player.ctx?.state === "suspended") this.player.ctx.resume().finally(() => this._syncSoundButton());
+    };
+    window.addEventListener("pointerdown", unlock, true);
+    window.addEventListener("keydown", unlock, true);
   }
 
   /** Landing: a saved session for this room rejoins it (a reload keeps your place); else the lobby. */
@@ -182,6 +192,7 @@ class App {
     u.searchParams.set("room", session.roomId);
     history.replaceState(null, "", u);
     this._show("room");
+    this.player.ensureContext(); // suspended if the browser wants a gesture first: then the button shows
     this._syncSoundButton();
     this.$("main").focus({ preventScroll: true });
   }
