@@ -569,3 +569,32 @@ def test_two_speakers_play_one_after_the_other_gaplessly(stack, launch) -> None:
     assert stats(page)["audibleMs"] == audible
     page.click("#mute")
     expect(page.locator("#mute")).to_have_attribute("aria-pressed", "false")
+
+
+def test_speaker_socket_drop_mid_turn_loses_no_frames(stack, launch) -> None:
+    page = launch("talker")
+    wire = wire_log(page)
+    join(page, stack.url, "Talker", "en")
+    page.locator("#transcript").focus()
+    page.keyboard.down("p")
+    page.wait_for_function("() => window.babelroom.stats.framesSent >= 5")
+    page.evaluate("() => window.babelroom.dropConnection(1500)")  # the network is gone for 1.5 s mid-turn
+    expect(page.locator("#conn")).to_have_attribute("data-state", "reconnecting")
+    expect(page.locator("#talk")).to_have_attribute("aria-pressed", "true")  # still talking meanwhile
+    expect(page.locator("#conn")).to_have_attribute("data-state", "connected", timeout=UI_TIMEOUT_MS)
+    page.wait_for_timeout(500)
+    page.keyboard.up("p")
+    page.wait_for_function("() => window.babelroom.stats.acked['turn.end'] === 1")
+    s = stats(page)
+    assert s["acked"]["audio"] == s["framesSent"] and s["acked"]["turn.start"] == 1, s
+    conn = page.evaluate("() => window.babelroom.connection")
+    assert conn["recoveries"] == 1 and conn["freshConnections"] == 0, conn
+    # Frames captured while offline went out after recovery, under their original ackIds, each seq once
+    # or resent; together they are exactly seq 0..frames-1.
+    audio = [f for f in wire if f.get("event") == "audio"]
+    assert sorted({f["data"]["seq"] for f in audio}) == list(range(s["framesSent"]))
+    by_ack: dict[int, int] = {}
+    for f in audio:
+        assert by_ack.setdefault(f["ackId"], f["data"]["seq"]) == f["data"]["seq"]
+    end = [f for f in wire if f.get("event") == "turn.end"]
+    assert {f["data"]["frames"] for f in end} == {s["framesSent"]}
