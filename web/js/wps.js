@@ -63,6 +63,7 @@ export class WebPubSubClient extends EventTarget {
     this._ackedSeq = 0; // highest sequenceId we told the service about
     this._seqTimer = null;
     this._closedByUser = false;
+    this._everConnected = false;
     this._recoveryStarted = 0;
     this._openWaiters = [];
     this.stats = { framesIn: 0, framesOut: 0, duplicatesDropped: 0, recoveries: 0, freshConnections: 0 };
@@ -221,6 +222,7 @@ export class WebPubSubClient extends EventTarget {
       // A new connection: the service numbers its messages from scratch.
       this._lastSeq = 0;
       this._ackedSeq = 0;
+      this._everConnected = true;
       this.userId = m.userId ?? this.userId;
       this.connectionId = m.connectionId;
       this.reconnectionToken = m.reconnectionToken ?? this.reconnectionToken;
@@ -302,6 +304,13 @@ export class WebPubSubClient extends EventTarget {
     if (this._closedByUser) return;
     const code = ev?.code ?? 1006;
     const now = Date.now();
+    if (!this._everConnected) {
+      // The very first connection failed: report it to open() instead of retrying behind a spinner.
+      this._closedByUser = true;
+      this._setState(State.DISCONNECTED, { code });
+      this._settleWaiters(new Error(`could not connect to the room (WebSocket closed, code ${code})`));
+      return;
+    }
     if (!this._recoveryStarted) this._recoveryStarted = now;
     const canRecover = code !== 1008 && this.connectionId && this.reconnectionToken
       && now - this._recoveryStarted < this.recoveryWindowMs;
