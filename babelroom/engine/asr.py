@@ -82,6 +82,11 @@ class WhisperASR:
             )
         return self._window(audio, language)
 
+    def _token_cap(self, seconds: float, prompt_len: int) -> int:
+        """`max_new_tokens` bounds a runaway decode of a short segment; a long window (CLI
+        files) may legitimately need more (≈ 8 tokens a second of fast speech)."""
+        return min(max(self.max_new_tokens, int(seconds * 8)), 448 - prompt_len - 1)
+
     def _window(self, audio: np.ndarray, language: str | None) -> Transcript:
         from faster_whisper.audio import pad_or_trim
         from faster_whisper.transcribe import get_compression_ratio as compression_ratio
@@ -103,7 +108,7 @@ class WhisperASR:
             encoder_output,
             [prompt],
             beam_size=1,
-            max_length=len(prompt) + self.max_new_tokens,
+            max_length=len(prompt) + self._token_cap(audio.size / RATE, len(prompt)),
             return_scores=True,
             return_no_speech_prob=True,
             suppress_blank=True,

@@ -313,8 +313,12 @@ class RealtimeSession(BaseSession):
             source = meta.get("source_language") or self._transcription_language() or ""
             if item["kind"] == "audio":
                 rec = await asyncio.shield(item["task"])  # a cancelled response must not cancel ASR
-                if rec is None:
-                    raise Busy("engine queue is full")
+                if rec is None:  # recognition was refused; its error event has been sent
+                    response.update(status="failed", metadata=meta or None, status_details={
+                        "type": "failed", "error": {"type": "rate_limited", "code": "server_busy",
+                                                    "message": "engine queue is full"}})
+                    await self._done(response, 0, "", 0)
+                    return
                 text = rec.transcript.text
                 source = source or rec.transcript.language
             else:
