@@ -212,7 +212,7 @@ export class RoomView extends EventTarget {
   /** A local line (join/leave, connection, command feedback); never confused with server lines. */
   notice(text, kind = "info") {
     const near = this._nearBottom();
-    const li = document.createElement("li");
+    const li = document.createElement("div");
     li.className = `line notice ${kind}`;
     li.textContent = text;
     this.el.transcript.append(li);
@@ -224,7 +224,7 @@ export class RoomView extends EventTarget {
   _line(id, kind) {
     let li = this.lines.get(id);
     if (li) return li;
-    li = document.createElement("li");
+    li = document.createElement("div");
     li.className = `line ${kind}`;
     li.dataset.id = id;
     this.lines.set(id, li);
