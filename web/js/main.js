@@ -62,6 +62,7 @@ class App {
     this.player.addEventListener("hearing", (e) => {
       this.view.setHearing(e.detail);
       if (e.detail.userId) stats.hearing.push(this.$("hearing").textContent);
+      if (stats.hearing.length > 200) stats.hearing.shift();
     });
     this.player.addEventListener("statechange", () => this._syncSoundButton());
     this.ptt.addEventListener("start", () => this._startTurn());

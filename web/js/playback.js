@@ -163,7 +163,7 @@ export class Player extends EventTarget {
       const stalled = now - seg.touched > this.stallMs;
       if (finished) {
         sp.segments.shift();
-        this.done.add(seg.key);
+        this._markDone(seg.key);
         continue;
       }
       if (stalled) {
@@ -173,7 +173,7 @@ export class Player extends EventTarget {
           continue;
         }
         sp.segments.shift();
-        this.done.add(seg.key);
+        this._markDone(seg.key);
         continue;
       }
       break; // waiting for more of this segment
@@ -193,6 +193,12 @@ export class Player extends EventTarget {
       this._releaseAt = 0;
     }
     this._timer = setTimeout(() => this._pump(), Math.max(30, Math.min(200, ahead * 1000 - 50)));
+  }
+
+  /** Remembers finished segments (late duplicates are dropped), the most recent few hundred. */
+  _markDone(key) {
+    this.done.add(key);
+    if (this.done.size > 500) this.done.delete(this.done.values().next().value);
   }
 
   _schedule(data, userId, key, seq) {
