@@ -67,6 +67,8 @@ class WpsClient:
         self._acked_seq = 0
         self._tasks: list[asyncio.Task[Any]] = []
         self._outbox: asyncio.Queue[str] = asyncio.Queue()
+        self._sent_at: dict[int, tuple[str, float]] = {}
+        self.ack_latency: dict[str, list[float]] = {}  # event -> seconds from send to the service's ack
 
     async def open(self, wait_s: float = 30.0) -> WpsClient:
         self._ws = await connect(self.url, subprotocols=[SUBPROTOCOL], max_size=None, open_timeout=wait_s,
@@ -97,6 +99,7 @@ class WpsClient:
             frame["ackId"] = self._next_ack
             fut = asyncio.get_running_loop().create_future()
             self._pending[self._next_ack] = fut
+            self._sent_at[self._next_ack] = (event, time.monotonic())
             self._next_ack += 1
         text = json.dumps(frame, separators=(",", ":"))
         body = len(json.dumps(data, separators=(",", ":")).encode())
@@ -148,6 +151,9 @@ class WpsClient:
                     elif m.get("event") == "disconnected":
                         self.closed_reason = m.get("message") or "disconnected"
                 elif kind == "ack":
+                    sent = self._sent_at.pop(m.get("ackId"), None)
+                    if sent is not None:
+                        self.ack_latency.setdefault(sent[0], []).append(now - sent[1])
                     fut = self._pending.pop(m.get("ackId"), None)
                     ok = m.get("success") or (m.get("error") or {}).get("name") == "Duplicate"
                     if ok:

@@ -115,6 +115,7 @@ class Participant:
         self.user_id: str = ticket["userId"]
         self.captions: list[Caption] = []
         self.audio: list[Audio] = []
+        self.speaking: list[tuple[float, str, str, bool]] = []  # (t, userId, turn, active)
         self.participants = 0
         self.errors: list[dict[str, Any]] = []
         self.last_message_at = time.monotonic()
@@ -133,6 +134,8 @@ class Participant:
             self.audio.append(Audio(t, d.get("id", ""), d.get("userId", ""), str(d.get("turn")),
                                     int(d.get("segment", -1)), int(d.get("seq", -1)), bool(d.get("last")),
                                     len(pcm) * 3 // 4 - pcm.count("=")))
+        elif kind == "speaking":
+            self.speaking.append((t, d.get("userId", ""), str(d.get("turn")), bool(d.get("active"))))
         elif kind in ("presence", "welcome"):
             self.participants = len(d.get("participants") or [])
         elif kind == "error":

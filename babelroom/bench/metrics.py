@@ -65,6 +65,7 @@ class TurnResult:
     trails_translated: list[float]
     failed_notes: list[str]
     end_wall: float = 0.0  # wall clock of the end of speech the latencies are measured from
+    speaking_off: float | None = None  # release → `speaking: false` at this listener (the event path's lag)
 
     def row(self) -> dict[str, Any]:
         t = self.turn
@@ -73,6 +74,7 @@ class TurnResult:
                 "release_s": round(t.t_release, 3), "segments": self.segments, "tail": self.tail,
                 "first_caption_s": _r(self.first_caption), "first_translated_caption_s": _r(self.first_translated),
                 "first_audio_s": _r(self.first_audio), "last_audio_s": _r(self.last_audio),
+                "speaking_off_s": _r(self.speaking_off),
                 "audio_seconds": round(self.audio_seconds, 2), "trails_s": [_r(x) for x in self.trails],
                 "cuts": [[g.index, g.reason, g.first_seq, g.last_seq] for g in t.segments],
                 "silences": len(t.silences),
@@ -111,9 +113,11 @@ def turn_result(turn: Turn, listener: Participant) -> TurnResult:
         if tr:
             trails_tr.append(min(tr) - sent)
     notes = [c.note for c in caps if c.note]
+    offs = [t for t, u, tid, active in listener.speaking if u == turn.user and tid == turn.turn and not active]
+    off = min(offs) - turn.t_release if offs else None
     return TurnResult(turn, listener.name, listener.language, len(segs), tail, fc, ft, fa, la,
                       sum(a.pcm_bytes for a in auds) / OUTPUT_BYTES_PER_SECOND, trails, trails_tr, notes,
-                      turn.wall_release - (turn.t_release - rel))
+                      turn.wall_release - (turn.t_release - rel), off)
 
 
 def latency_block(results: list[TurnResult]) -> dict[str, Any]:
@@ -143,6 +147,8 @@ def stage_split(results: list[TurnResult], usage: dict[str, dict[str, Any]] | No
                 client["source_caption_to_first_audio"].append(r.first_audio - r.first_caption)
         if r.first_audio is not None and r.first_translated is not None:
             client["first_audio_to_translated_caption"].append(r.first_translated - r.first_audio)
+        if r.speaking_off is not None:  # turn.end → function → room broadcast: how far behind the event path runs
+            client["release_to_speaking_off"].append(r.speaking_off)
         rec = (usage or {}).get(f"{r.turn.user}:{r.turn.turn}:{r.tail}") if r.tail is not None else None
         if not rec or r.first_audio is None:
             continue

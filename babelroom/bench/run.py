@@ -240,6 +240,10 @@ def summarize(speakers: int, parties: list[RoomParty], per_room: list[list[Turn]
         segments_per_min=n_segments / sp_min,
         output_audio_s_per_min=out_audio_s / listener_min,
         text_chars_per_min=text_chars / listener_min)
+    acks: dict[str, list[float]] = {}
+    for p in parties:
+        for ev, xs in p.speaker.client.ack_latency.items():
+            acks.setdefault(ev, []).extend(xs)
     errors = [e for p in parties for x in p.everyone for e in x.errors]
     failed_acks = [a for p in parties for x in p.everyone for a in x.client.acks_failed]
     closed = [x.client.closed_reason for p in parties for x in p.everyone if x.client.closed_reason]
@@ -279,6 +283,7 @@ def summarize(speakers: int, parties: list[RoomParty], per_room: list[list[Turn]
         "cpu_stack_mean_pct": resources["cpu_stack_mean_pct"],
         "latency": {"streaming": lat_s, "baseline": lat_b},
         "stages": stage_split(stream, usage),
+        "ack_latency_s": {ev: summary(xs) for ev, xs in sorted(acks.items())},
         "baseline_stages": stage_split(base, usage),
         "traffic": traffic, "cost": cost, "resources": resources,
         "problems": {"incomplete_turns": sum(1 for party, ts in zip(parties, per_room, strict=True) for t in ts
