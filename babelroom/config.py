@@ -23,6 +23,7 @@ SETTINGS: dict[str, str] = {
     "SEGMENTS_CONTAINER": "blob container for closed segment audio",
     "TRANSCRIPTS_CONTAINER": "blob container for transcripts and usage records",
     "SEGMENT_QUEUE": "storage queue from the speaker entity to the translator",
+    "AUDIO_CODEC": "translated audio on the wire: 'opus' (default) or 'pcm16'",
 }
 
 
@@ -38,6 +39,7 @@ class Settings:
     segments_container: str
     transcripts_container: str
     segment_queue: str
+    audio_codec: str
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -53,4 +55,5 @@ class Settings:
             segments_container=e.get("SEGMENTS_CONTAINER", "segments"),
             transcripts_container=e.get("TRANSCRIPTS_CONTAINER", "transcripts"),
             segment_queue=e.get("SEGMENT_QUEUE", "segments"),
+            audio_codec=e.get("AUDIO_CODEC", "opus"),
         )

@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .broadcaster import Broadcaster, group_name
-from .protocol import b64
+from .codec import AudioPacker
 from .translator import SourceText, TranslatedAudio, TranslatedText, Translator
 
 log = logging.getLogger(__name__)
-AUDIO_CHUNK_BYTES = 24_000 * 2 // 5  # 200 ms at 24 kHz: few messages, little added delay
+FIRST_CHUNK_BYTES = 24_000 * 2 // 5  # 200 ms at 24 kHz: the first sound goes out early
+CHUNK_BYTES = 24_000 * 2 * 3 // 5  # then 600 ms: TTS runs ahead of real time, so fewer, fuller messages
 
 
 @dataclass(frozen=True)
@@ -55,9 +56,11 @@ def participants(room_state: dict[str, Any] | None) -> list[dict[str, Any]]:
 
 
 class Interpreter:
-    def __init__(self, translator: Translator, broadcaster: Broadcaster) -> None:
+    def __init__(self, translator: Translator, broadcaster: Broadcaster, codec: str = "opus") -> None:
         self.translator = translator
         self.broadcaster = broadcaster
+        self.codec = codec
+        AudioPacker(codec)  # a wrong codec or a missing encoder fails at start, not mid-sentence
 
     async def _send(self, usage: Usage, room_id: str, language: str, msg: dict[str, Any]) -> None:
         usage.messages += 1
@@ -91,6 +94,7 @@ class Interpreter:
         async def one(target: str) -> None:
             usage.sessions += 1
             original, text, seq, pending = "", "", 0, b""
+            packer = AudioPacker(self.codec)
             note: str | None = None
             translated = True
             async for out in self.translator.interpret(pcm, src, target):
@@ -110,11 +114,12 @@ class Interpreter:
                         usage.timings.setdefault(f"text_{target}", time.monotonic() - t0)
                 elif isinstance(out, TranslatedAudio):
                     pending += out.pcm
-                    while len(pending) >= AUDIO_CHUNK_BYTES:
-                        chunk, pending = pending[:AUDIO_CHUNK_BYTES], pending[AUDIO_CHUNK_BYTES:]
+                    size = CHUNK_BYTES if seq else FIRST_CHUNK_BYTES
+                    if len(pending) >= size:
                         usage.timings.setdefault(f"audio_{target}", time.monotonic() - t0)
-                        await self._audio(usage, speaker, base, target, seq, chunk, False)
-                        seq += 1
+                        if await self._audio(usage, speaker, base, target, seq, packer, pending, False):
+                            seq += 1
+                        pending = b""
             if target == src:
                 return
             usage.texts[target] = text or original
@@ -126,7 +131,7 @@ class Interpreter:
                 await self._send(usage, speaker.room_id, target, msg)
             if seq or pending:
                 usage.timings.setdefault(f"audio_{target}", time.monotonic() - t0)
-                await self._audio(usage, speaker, base, target, seq, pending, True)
+                await self._audio(usage, speaker, base, target, seq, packer, pending, True)
 
         results = await asyncio.gather(*(one(t) for t in targets), return_exceptions=True)
         for target, r in zip(targets, results, strict=True):
@@ -140,12 +145,16 @@ class Interpreter:
         return usage
 
     async def _audio(self, usage: Usage, speaker: Speaker, base: dict[str, Any], language: str, seq: int,
-                     pcm: bytes, last: bool) -> None:
+                     packer: AudioPacker, pcm: bytes, last: bool) -> bool:
+        """Sends one `audio` message; False when the encoder had nothing to send yet."""
+        fields = packer.pack(pcm, last)
+        if fields is None:
+            return False
         usage.audio_bytes_out += len(pcm)
         await self._send(usage, speaker.room_id, language, {
             "type": "audio", "id": base["id"], "userId": speaker.user_id, "turn": base["turn"],
-            "segment": base["segment"], "language": language, "rate": 24_000, "seq": seq,
-            "pcm": b64(pcm), "last": last})
+            "segment": base["segment"], "language": language, "seq": seq, "last": last, **fields})
+        return True
 
     async def chat(self, speaker: Speaker, message_id: str, text: str, languages: set[str]) -> None:
         src = speaker.language

@@ -79,4 +79,4 @@ def translator() -> Any:
 
 @cache
 def interpreter() -> Interpreter:
-    return Interpreter(translator(), broadcaster())
+    return Interpreter(translator(), broadcaster(), settings().audio_codec)

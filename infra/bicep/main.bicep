@@ -207,6 +207,7 @@ var codeSettings = {
   SEGMENTS_CONTAINER: storage.outputs.segmentsContainerName
   TRANSCRIPTS_CONTAINER: storage.outputs.transcriptsContainerName
   SEGMENT_QUEUE: storage.outputs.segmentQueueName
+  AUDIO_CODEC: 'opus'
 }
 
 module functionApp 'modules/function-app.bicep' = {

@@ -7,6 +7,7 @@ client does and the listeners must get the original, their own language and audi
 from __future__ import annotations
 
 import base64
+import json
 import subprocess
 import time
 import wave
@@ -18,6 +19,8 @@ import numpy as np
 import pytest
 from azure.messaging.webpubsubclient.models import WebPubSubDataType
 from azure.storage.blob import BlobServiceClient
+
+from babelroom.codec import decode_opus
 
 pytestmark = pytest.mark.slow
 FRAME = 1600  # samples: 100 ms at 16 kHz
@@ -81,10 +84,13 @@ def test_spanish_speech_reaches_english_and_portuguese_listeners(stack: Any, peo
     # once per target language: exactly one final caption per segment and language, never per listener
     assert Counter(c["id"] for c in en).most_common(1)[0][1] == 1
     assert Counter(c["id"] for c in pt).most_common(1)[0][1] == 1
-    # translated audio: 24 kHz PCM16, plausible length for the English text
+    # translated audio: Opus on the wire (a few 2 KB units per second), plausible length for the text
     chunks = sorted(bob.of("audio"), key=lambda a: (a["segment"], a["seq"]))
-    audio = b"".join(base64.b64decode(a["pcm"]) for a in chunks)
-    seconds = len(audio) / 48000
+    assert {a["codec"] for a in chunks} == {"opus"} and all(a["rate"] == 48000 for a in chunks)
+    audio = b"".join(decode_opus(a["packets"]) for a in chunks)
+    seconds = len(audio) / 2 / 48000
+    wire = sum(len(json.dumps(a)) for a in chunks)
+    assert wire / seconds < 6000, "Opus at 24 kbit/s is ~4 KB/s of base64"
     words = len(english.split())
     assert 0.15 * words < seconds < 1.5 * words + 2, (seconds, words)
     assert np.abs(np.frombuffer(audio, dtype=np.int16)).mean() > 100  # not silence

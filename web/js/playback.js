@@ -1,5 +1,5 @@
 /**
- * Translated speech playback: PCM16 24 kHz chunks scheduled gaplessly with Web Audio.
+ * Translated speech playback: Opus (WebCodecs) or PCM16 chunks scheduled gaplessly with Web Audio.
  *
  * Why a floor: two interpreters talking over each other is noise, so one speaker plays at a time;
  * the others wait in arrival order. Within a speaker, segments play in order and chunks by `seq`,
@@ -20,6 +20,77 @@ export function decodePcm16(b64) {
     out[i] = v / 0x8000;
   }
   return out;
+}
+
+/**
+ * Decodes one segment's Opus packets in order. Opus frames depend on the frames before them, so a
+ * segment keeps one decoder; each chunk resolves to its samples once all its packets are out.
+ */
+class OpusSegmentDecoder {
+  constructor(onError) {
+    this.waiters = [];
+    this.out = [];
+    this.rate = 48000;
+    this.decoder = new AudioDecoder({
+      output: (ad) => {
+        const pcm = new Float32Array(ad.numberOfFrames);
+        ad.copyTo(pcm, { planeIndex: 0, format: "f32-planar" });
+        this.rate = ad.sampleRate;
+        ad.close();
+        this.out.push(pcm);
+        this._wake();
+      },
+      error: (e) => {
+        onError(e);
+        this.failed = true;
+        this._wake();
+      },
+    });
+    this.decoder.configure({ codec: "opus", sampleRate: 48000, numberOfChannels: 1 });
+    this.ts = 0;
+    this.chain = Promise.resolve();
+  }
+
+  _wake() {
+    for (const w of this.waiters.splice(0)) w();
+  }
+
+  /** Resolves to {data, rate} for this chunk's packets (base64), in call order. */
+  decode(packets, frameMs) {
+    const run = async () => {
+      const want = packets.length;
+      const before = this.out.length;
+      for (const b64 of packets) {
+        const bin = atob(b64);
+        const bytes = new Uint8Array(bin.length);
+        for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+        this.decoder.decode(new EncodedAudioChunk({ type: "key", timestamp: this.ts, data: bytes }));
+        this.ts += frameMs * 1000;
+      }
+      const deadline = performance.now() + 1000;
+      while (this.out.length - before < want && !this.failed && performance.now() < deadline) {
+        await new Promise((r) => {
+          this.waiters.push(r);
+          setTimeout(r, 50);
+        });
+      }
+      const parts = this.out.splice(0);
+      const n = parts.reduce((a, p) => a + p.length, 0);
+      const data = new Float32Array(n);
+      let o = 0;
+      for (const p of parts) {
+        data.set(p, o);
+        o += p.length;
+      }
+      return { data, rate: this.rate };
+    };
+    this.chain = this.chain.then(run);
+    return this.chain;
+  }
+
+  close() {
+    if (this.decoder.state !== "closed") this.decoder.close();
+  }
 }
 
 export class Player extends EventTarget {
@@ -43,6 +114,7 @@ export class Player extends EventTarget {
       audioChunksPlayed: 0,
       audioSecondsScheduled: 0,
       audioChunksDropped: 0,
+      decodeErrors: 0,
       lastRms: 0,
       maxRms: 0,
       audibleMs: 0,
@@ -115,11 +187,41 @@ export class Player extends EventTarget {
       else sp.segments.push(seg);
     }
     seg.touched = performance.now();
-    if (m.seq >= seg.nextSeq && !seg.chunks.has(m.seq)) seg.chunks.set(m.seq, m.pcm ? decodePcm16(m.pcm) : new Float32Array(0));
-    else this.stats.audioChunksDropped++;
+    if (m.seq >= seg.nextSeq && !seg.chunks.has(m.seq)) {
+      if (m.codec === "opus") {
+        seg.chunks.set(m.seq, null); // decoding: the pump waits for it
+        this._decodeOpus(seg, m);
+      } else {
+        seg.chunks.set(m.seq, { data: m.pcm ? decodePcm16(m.pcm) : new Float32Array(0), rate: m.rate || PLAYBACK_RATE });
+      }
+    } else this.stats.audioChunksDropped++;
     if (m.last) seg.lastSeq = m.seq;
     if (!this.waiting.includes(m.userId) && this.current !== m.userId) this.waiting.push(m.userId);
     this._pump();
+  }
+
+  _decodeOpus(seg, m) {
+    const fail = (e) => {
+      this.stats.decodeErrors++;
+      console.warn("opus decode failed", e);
+    };
+    if (typeof AudioDecoder === "undefined") {
+      fail(new Error("this browser has no WebCodecs AudioDecoder"));
+      seg.chunks.set(m.seq, { data: new Float32Array(0), rate: 48000 });
+      return;
+    }
+    if (!seg.decoder) seg.decoder = new OpusSegmentDecoder(fail);
+    seg.decoder
+      .decode(m.packets || [], m.frameMs || 20)
+      .catch((e) => {
+        fail(e);
+        return { data: new Float32Array(0), rate: 48000 };
+      })
+      .then((out) => {
+        if (seg.chunks.get(m.seq) === null) seg.chunks.set(m.seq, out);
+        if (m.last) seg.decoder.close();
+        this._pump();
+      });
   }
 
   /** Forgets everything queued (e.g. after leaving the room). */
@@ -151,13 +253,13 @@ export class Player extends EventTarget {
     const sp = this.speakers.get(uid);
     while (sp && sp.segments.length) {
       const seg = sp.segments[0];
-      while (seg.chunks.has(seg.nextSeq)) {
+      while (seg.chunks.has(seg.nextSeq) && seg.chunks.get(seg.nextSeq) !== null) {
         const seq = seg.nextSeq;
-        const data = seg.chunks.get(seq);
+        const chunk = seg.chunks.get(seq);
         seg.chunks.delete(seq);
         seg.nextSeq++;
         seg.started = true;
-        this._schedule(data, uid, seg.key, seq);
+        this._schedule(chunk.data, chunk.rate, uid, seg.key, seq);
       }
       const finished = seg.lastSeq !== null && seg.nextSeq > seg.lastSeq;
       const stalled = now - seg.touched > this.stallMs;
@@ -201,10 +303,10 @@ export class Player extends EventTarget {
     if (this.done.size > 500) this.done.delete(this.done.values().next().value);
   }
 
-  _schedule(data, userId, key, seq) {
+  _schedule(data, rate, userId, key, seq) {
     if (!data.length) return;
     const ctx = this.ctx;
-    const buf = ctx.createBuffer(1, data.length, PLAYBACK_RATE);
+    const buf = ctx.createBuffer(1, data.length, rate);
     buf.copyToChannel(data, 0);
     const src = ctx.createBufferSource();
     src.buffer = buf;
