@@ -139,6 +139,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     blob, queue, table = (int(p) for p in args.azurite.split(","))
     children: list[subprocess.Popen[bytes]] = []
+
+    def stop(_sig: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    # Ctrl-C, `kill` and a parent started in the background (SIGINT ignored) all stop the children.
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
     run = ROOT / ".run"
     run.mkdir(exist_ok=True)
     try:
