@@ -125,7 +125,8 @@ class WhisperASR:
         if (
             (no_speech > self.no_speech_threshold and avg_logprob < self.logprob_threshold)
             or avg_logprob < self.logprob_threshold - 1.0
-            or (len(text) > 20 and compression_ratio(text) > 2.4)  # "la la la la ..." loops
+            # "la la la ..." loops; confident repetitive text is more likely a real (if repetitive) speaker
+            or (len(text) > 20 and compression_ratio(text) > 2.4 and avg_logprob < -0.5)
         ):
             text = ""
         return Transcript(text, language, float(language_probability), float(no_speech), float(avg_logprob))

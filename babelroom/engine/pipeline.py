@@ -180,8 +180,10 @@ class Engine:
             return cls._shared
 
     def close(self) -> None:
+        """Stop the worker pool and the MT subprocesses."""
         self._pool.shutdown(wait=False, cancel_futures=True)
-        for p in getattr(self, "mt", None).providers.values() if hasattr(self, "mt") else []:
+        mt = getattr(self, "mt", None)
+        for p in mt.providers.values() if mt is not None else []:
             close = getattr(p, "close", None)
             if close:
                 close()

@@ -17,6 +17,7 @@ import binascii
 import contextlib
 import json
 import secrets
+import signal
 import sys
 import time
 from typing import Any
@@ -165,6 +166,7 @@ class RealtimeSession(BaseSession):
         self.buffer = bytearray()
         self.items: list[dict[str, Any]] = []
         self.response: asyncio.Task[None] | None = None
+        self.response_done_sent = True
 
     @property
     def input_rate(self) -> int:
@@ -199,10 +201,16 @@ class RealtimeSession(BaseSession):
             source = meta.get("source_language") or self._transcription_language()
             if source and meta.get("target_language"):  # MT processes load while Whisper runs
                 self.engine.prepare(str(source), str(meta["target_language"]))
+            self.response_done_sent = False
             self.response = self.spawn(self.respond(event))
         elif kind == "response.cancel":
             if self.response is not None and not self.response.done():
                 self.response.cancel()
+                await asyncio.wait([self.response])
+                if not self.response_done_sent:  # cancelled before it ran: still close it properly
+                    await self._done({"object": "realtime.response", "id": _id("resp"), "status": "cancelled",
+                                      "status_details": {"type": "cancelled", "reason": "client_cancelled"},
+                                      "output": [], "metadata": None}, 0, "", 0)
         else:
             raise ClientError("unsupported_event", f"event type {kind!r} is not supported by this endpoint",
                               "type")
@@ -292,6 +300,7 @@ class RealtimeSession(BaseSession):
         params = event.get("response") or {}
         meta: dict[str, str] = {str(k): str(v) for k, v in (params.get("metadata") or {}).items()}
         modalities = params.get("output_modalities") or self.session.get("output_modalities") or ["audio"]
+        self.response_done_sent = False
         rid = _id("resp")
         out_item = _id("item")
         response: dict[str, Any] = {
@@ -415,6 +424,7 @@ class RealtimeSession(BaseSession):
             "input_token_details": {"text_tokens": in_tokens, "audio_tokens": 0, "cached_tokens": 0},
             "output_token_details": {"text_tokens": text_tokens, "audio_tokens": audio_tokens},
         }
+        self.response_done_sent = True
         await self.send({"type": "response.done", "response": response})
 
 
@@ -591,13 +601,20 @@ def main(argv: list[str] | None = None) -> int:
         runner, port = await serve(engine, args.host, args.port)
         print(f"[engine] realtime endpoint on ws://{args.host}:{port}/v1/realtime "
               f"(OPENAI_BASE_URL=http://{args.host}:{port}/v1)", file=sys.stderr, flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
         try:
-            await asyncio.Event().wait()
+            await stop.wait()
         finally:
             await runner.cleanup()
 
-    with contextlib.suppress(KeyboardInterrupt):
+    try:
         asyncio.run(run())
+    finally:
+        engine.close()  # stop the Apertium pipelines
+    print("[engine] stopped", file=sys.stderr, flush=True)
     return 0
 
 

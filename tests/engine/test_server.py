@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import threading
@@ -28,10 +29,16 @@ def b64(pcm: bytes) -> str:
 async def run_segment(base: str, pcm: bytes, target: str | None, source: str | None = "es",
                       rate: int | None = None, extra: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """One session like the translator opens: update, append in 200 ms chunks, commit, respond."""
+    async with asyncio.timeout(60):  # a hung endpoint fails the test instead of blocking the suite
+        return await _run_segment(base, pcm, target, source, rate, extra)
+
+
+async def _run_segment(base: str, pcm: bytes, target: str | None, source: str | None,
+                       rate: int | None, extra: list[dict[str, Any]] | None) -> dict[str, Any]:
     client = AsyncOpenAI(base_url=base + "/v1", api_key="x")
     seen: dict[str, Any] = {"types": [], "audio": b"", "transcript": None, "errors": [], "done": None,
                             "text": ""}
-    async with client.realtime.connect(model="gpt-realtime") as conn:
+    async with asyncio.timeout(60), client.realtime.connect(model="gpt-realtime") as conn:
         session: dict[str, Any] = {
             "type": "realtime", "output_modalities": ["audio"],
             "audio": {"input": {"transcription": {"model": "whisper-1", **({"language": source} if source else {})},
@@ -120,7 +127,7 @@ async def test_unsupported_event_gets_error_and_socket_stays_usable(engine: Engi
 
 async def test_malformed_input_is_answered_not_dropped(endpoint: str) -> None:
     ws_url = endpoint.replace("http", "ws") + "/v1/realtime?model=gpt-realtime"
-    async with aiohttp.ClientSession() as http, http.ws_connect(ws_url) as ws:
+    async with asyncio.timeout(60), aiohttp.ClientSession() as http, http.ws_connect(ws_url) as ws:
         assert (await ws.receive_json())["type"] == "session.created"
         await ws.send_str("{not json")
         await ws.send_str(json.dumps({"type": "input_audio_buffer.append", "audio": "***"}))
@@ -161,7 +168,7 @@ async def test_second_target_language_reuses_the_recognition(engine: Engine, end
 
 async def test_chat_text_translation(endpoint: str) -> None:
     client = AsyncOpenAI(base_url=endpoint + "/v1", api_key="x")
-    async with client.realtime.connect(model="gpt-realtime") as conn:
+    async with asyncio.timeout(60), client.realtime.connect(model="gpt-realtime") as conn:
         await conn.session.update(session={"type": "realtime", "output_modalities": ["text"]})
         content = [{"type": "input_text", "text": "Good morning, friends."}]
         item = {"type": "message", "role": "user", "content": content}
@@ -195,7 +202,7 @@ async def test_translation_session_path(engine: Engine, endpoint: str) -> None:
     client = AsyncOpenAI(base_url=endpoint + "/v1", api_key="x")
     pcm = speech(engine, "Buenos días, bienvenidos a la reunión.", "es") + silence(1.0)
     out: dict[str, Any] = {"in": "", "out": "", "audio": b""}
-    async with client.realtime.translations.connect(model="gpt-realtime-translate") as t:
+    async with asyncio.timeout(60), client.realtime.translations.connect(model="gpt-realtime-translate") as t:
         assert (await t.recv()).type == "session.created"
         await t.session.update(session={"audio": {"output": {"language": "en"}}})
         for off in range(0, len(pcm), CHUNK):
@@ -225,3 +232,24 @@ async def test_azure_path_and_health(endpoint: str) -> None:
         async with http.get(endpoint + "/health") as r:
             body = await r.json()
             assert r.status == 200 and body["status"] == "ok" and "es→en" in body["pairs"]
+
+
+async def test_response_cancel(engine: Engine, endpoint: str) -> None:
+    client = AsyncOpenAI(base_url=endpoint + "/v1", api_key="x")
+    pcm = speech(engine, "Necesitamos más tiempo para terminar el informe.", "es-419")
+    async with asyncio.timeout(60), client.realtime.connect(model="gpt-realtime") as conn:
+        for off in range(0, len(pcm), CHUNK):
+            await conn.input_audio_buffer.append(audio=b64(pcm[off : off + CHUNK]))
+        await conn.input_audio_buffer.commit()
+        await conn.response.create(response={"metadata": {"target_language": "en", "source_language": "es"}})
+        await conn.response.cancel()
+        async for ev in conn:
+            if ev.type == "response.done":
+                assert ev.response.status == "cancelled"
+                break
+        # the session is still usable: a new response for the same item completes
+        await conn.response.create(response={"metadata": {"target_language": "pt", "source_language": "es"}})
+        async for ev in conn:
+            if ev.type == "response.done":
+                assert ev.response.status == "completed"
+                break

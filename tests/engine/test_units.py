@@ -161,3 +161,34 @@ def test_tts_outputs_24k_pcm_per_language(engine: Engine) -> None:
         pcm = engine.speak_sync(text, lang)
         seconds = len(pcm) / 2 / 24_000
         assert 0.3 < seconds < 3, (lang, seconds)
+
+
+def test_opus_mt_directories_are_discovered(tmp_path: Path) -> None:
+    from babelroom.engine.models import opus_mt_dirs
+
+    (tmp_path / "opus-mt-de-en").mkdir()
+    (tmp_path / "opus-mt-de-en" / "model.bin").write_bytes(b"x")
+    (tmp_path / "opus-mt-xx").mkdir()  # not a pair
+    (tmp_path / "opus-mt-en-de").mkdir()  # no model.bin
+    assert opus_mt_dirs(tmp_path) == {("de", "en"): tmp_path / "opus-mt-de-en"}
+
+
+def test_router_pivots_only_where_both_legs_exist() -> None:
+    from babelroom.engine.mt import MTRouter
+
+    class Fake:
+        def __init__(self, name: str, quality: float, pairs: set[tuple[str, str]]) -> None:
+            self.name, self.quality, self._pairs = name, quality, pairs
+
+        def pairs(self) -> set[tuple[str, str]]:
+            return self._pairs
+
+        def translate(self, text: str, src: str, tgt: str) -> str:
+            return f"{text}>{tgt}"
+
+    router = MTRouter([Fake("good", 0.9, {("en", "pt"), ("pt", "en")}),
+                       Fake("rules", 0.6, {("es", "en"), ("es", "pt"), ("en", "es")})])
+    assert router.route("es", "pt").legs == (("rules", "es", "pt"),)  # 0.6 direct beats 0.54 pivot
+    assert router.route("pt", "es").legs == (("good", "pt", "en"), ("rules", "en", "es"))
+    assert router.translate("x", "pt", "es") == "x>en>es"
+    assert router.route("pt", "de") is None
