@@ -172,8 +172,11 @@ def main(argv: list[str] | None = None) -> int:
             with suppress(ProcessLookupError):
                 os.killpg(c.pid, signal.SIGTERM)
         for c in children:
-            with suppress(subprocess.TimeoutExpired):
+            try:
                 c.wait(10)
+            except subprocess.TimeoutExpired:
+                with suppress(ProcessLookupError):
+                    os.killpg(c.pid, signal.SIGKILL)
 
 
 if __name__ == "__main__":
