@@ -26,8 +26,11 @@ from babelroom.twin import stack as twin_stack  # noqa: E402
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     with suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGTERM)
-    with suppress(subprocess.TimeoutExpired):
+    try:
         proc.wait(10)
+    except subprocess.TimeoutExpired:
+        with suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 @dataclass
