@@ -125,8 +125,9 @@ class WhisperASR:
         if (
             (no_speech > self.no_speech_threshold and avg_logprob < self.logprob_threshold)
             or avg_logprob < self.logprob_threshold - 1.0
-            # "la la la ..." loops; confident repetitive text is more likely a real (if repetitive) speaker
-            or (len(text) > 20 and compression_ratio(text) > 2.4 and avg_logprob < -0.5)
+            # "la la la" / "AHHHH" loops (ratio > 8 even when confident); a confident, merely
+            # repetitive speaker (ratio 2.4-8) is kept
+            or (len(text) > 20 and (ratio := compression_ratio(text)) > 2.4 and (avg_logprob < -0.5 or ratio > 8))
         ):
             text = ""
         return Transcript(text, language, float(language_probability), float(no_speech), float(avg_logprob))
