@@ -8,6 +8,7 @@ a shared language; each leg carries a quality weight so Bergamot legs win over A
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -169,10 +170,20 @@ class _ApertiumPipe:
         return _UNESCAPE.sub(r"\1", _SUPERBLANK.sub(" ", raw)).replace("#", "").replace("*", "").strip()
 
     def close(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
+        """EOF on stdin lets every stage of the pipeline exit; kill only if that does not work."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        with contextlib.suppress(OSError):
+            assert proc.stdin is not None
+            proc.stdin.close()
+        try:
+            proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 class ApertiumProvider:
@@ -199,8 +210,9 @@ class ApertiumProvider:
         return set(self._pipes)
 
     def translate(self, text: str, src: str, tgt: str) -> str:
-        out = self._pipes[(src, tgt)].translate(text)
-        self._reap()
+        pipe = self._pipes[(src, tgt)]
+        out = pipe.translate(text)
+        self._reap(keep=pipe)
         return out
 
     def start(self, src: str, tgt: str) -> None:
@@ -209,10 +221,11 @@ class ApertiumProvider:
     def running(self) -> int:
         return sum(p.proc is not None and p.proc.poll() is None for p in self._pipes.values())
 
-    def _reap(self) -> None:
+    def _reap(self, keep: _ApertiumPipe | None = None) -> None:
         now = time.monotonic()
         for p in self._pipes.values():
-            if p.proc is not None and now - p.last_used > self.idle_s and p.lock.acquire(blocking=False):
+            idle = p is not keep and p.proc is not None and now - p.last_used > self.idle_s
+            if idle and p.lock.acquire(blocking=False):
                 try:
                     p.close()
                 finally:

@@ -192,3 +192,18 @@ def test_router_pivots_only_where_both_legs_exist() -> None:
     assert router.route("pt", "es").legs == (("good", "pt", "en"), ("rules", "en", "es"))
     assert router.translate("x", "pt", "es") == "x>en>es"
     assert router.route("pt", "de") is None
+
+
+def test_idle_apertium_pipelines_stop() -> None:
+    from babelroom.engine.mt import ApertiumProvider
+
+    apertium = ApertiumProvider(idle_s=0.0)
+    try:
+        assert apertium.translate("Buenos días.", "es", "en").startswith("Good morning")
+        proc = apertium._pipes[("es", "en")].proc
+        apertium.translate("Buenos días.", "es", "pt")  # reaps every pipeline idle longer than 0 s
+        assert apertium._pipes[("es", "en")].proc is None and proc is not None and proc.poll() is not None
+        assert apertium.running() <= 1
+    finally:
+        apertium.close()
+    assert apertium.running() == 0
