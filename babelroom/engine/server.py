@@ -330,6 +330,8 @@ class RealtimeSession(BaseSession):
                     return
                 text = rec.transcript.text
                 source = source or rec.transcript.language
+                meta["asr_ms"] = str(round(1000 * rec.timings.get("asr", 0.0)))
+                meta["asr_cached"] = "true" if rec.cached else "false"
             else:
                 text = item["text"]
                 if not source:

@@ -253,3 +253,11 @@ async def test_response_cancel(engine: Engine, endpoint: str) -> None:
             if ev.type == "response.done":
                 assert ev.response.status == "completed"
                 break
+
+
+async def test_metadata_reports_recognition_time_and_cache(engine: Engine, endpoint: str) -> None:
+    pcm = speech(engine, "La reunión empieza a las nueve de la mañana.", "es-419")
+    first = await run_segment(endpoint, pcm, "en")
+    second = await run_segment(endpoint, pcm, "pt")
+    assert first["done"].metadata["asr_cached"] == "false" and int(first["done"].metadata["asr_ms"]) > 0
+    assert second["done"].metadata["asr_cached"] == "true" and second["done"].metadata["asr_ms"] == "0"
