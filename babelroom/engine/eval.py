@@ -65,7 +65,7 @@ SENTENCES: dict[str, list[str]] = {
 }
 # language -> voices used to speak it ("piper" = Piper joe, else an eSpeak NG voice name)
 VOICES: dict[str, list[str]] = {
-    "en": ["piper", "en-us", "en"],  # eSpeak NG "en" is British English
+    "en": ["piper", "en-us", "en-gb"],
     "es": ["es", "es-419"],
     "pt": ["pt", "pt-br"],
 }

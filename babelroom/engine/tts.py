@@ -20,12 +20,23 @@ from .models import MissingModelError, package_dir, piper_voice_paths
 
 OUT_RATE = 24_000
 
-# Language -> eSpeak NG voice name (checked against `espeak-ng --voices`).
+# Language -> eSpeak NG voice, chosen by BCP-47 tag (espeak_SetVoiceByProperties), so regional
+# variants such as en-gb / en-us, es / es-419, pt / pt-br are all reachable.
 ESPEAK_VOICES: dict[str, str] = {
-    "en": "en-us", "es": "es", "pt": "pt-br", "fr": "fr", "de": "de", "it": "it", "ca": "ca",
+    "en": "en-us", "es": "es", "pt": "pt-br", "fr": "fr-fr", "de": "de", "it": "it", "ca": "ca",
     "nl": "nl", "pl": "pl", "ro": "ro", "ru": "ru", "uk": "uk", "sv": "sv", "da": "da",
     "nb": "nb", "fi": "fi", "cs": "cs", "el": "el", "tr": "tr", "hu": "hu", "eu": "eu", "eo": "eo",
 }
+
+
+class _EspeakVoice(ctypes.Structure):
+    """espeak_VOICE from speak_lib.h (selection by language tag)."""
+
+    _fields_ = [
+        ("name", ctypes.c_char_p), ("languages", ctypes.c_char_p), ("identifier", ctypes.c_char_p),
+        ("gender", ctypes.c_ubyte), ("age", ctypes.c_ubyte), ("variant", ctypes.c_ubyte),
+        ("xx1", ctypes.c_ubyte), ("score", ctypes.c_int), ("spare", ctypes.c_void_p),
+    ]
 
 
 class EspeakTTS:
@@ -42,6 +53,7 @@ class EspeakTTS:
             ctypes.POINTER(ctypes.c_uint), ctypes.c_void_p,
         ]
         lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+        lib.espeak_SetVoiceByProperties.argtypes = [ctypes.POINTER(_EspeakVoice)]
         sr = lib.espeak_Initialize(2, 0, espeakng_loader.get_data_path().encode(), 0)  # 2 = synchronous
         if sr <= 0:
             raise MissingModelError(f"espeak_Initialize failed in {espeak_dir}")
@@ -72,7 +84,9 @@ class EspeakTTS:
         data = text.encode()
         with self.lock:
             if name != self._voice:
-                if self.lib.espeak_SetVoiceByName(name.encode()) != 0:
+                spec = _EspeakVoice(None, name.encode(), None, 0, 0, 0, 0, 0, None)
+                if (self.lib.espeak_SetVoiceByProperties(ctypes.byref(spec)) != 0
+                        and self.lib.espeak_SetVoiceByName(name.encode()) != 0):
                     raise ValueError(f"eSpeak NG has no voice {name!r}")
                 self._voice = name
             self._buf = []
