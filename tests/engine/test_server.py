@@ -261,3 +261,10 @@ async def test_metadata_reports_recognition_time_and_cache(engine: Engine, endpo
     second = await run_segment(endpoint, pcm, "pt")
     assert first["done"].metadata["asr_cached"] == "false" and int(first["done"].metadata["asr_ms"]) > 0
     assert second["done"].metadata["asr_cached"] == "true" and second["done"].metadata["asr_ms"] == "0"
+
+
+async def test_source_language_is_detected_when_not_given(engine: Engine, endpoint: str) -> None:
+    pcm = speech(engine, "Necesitamos más tiempo para terminar el informe de la semana.", "es-419")
+    seen = await run_segment(endpoint, pcm, "en", source=None)
+    assert seen["done"].metadata["source_language"] == "es"
+    assert seen["done"].metadata["translated"] == "true" and seen["audio"]
