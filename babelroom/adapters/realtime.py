@@ -199,6 +199,8 @@ class RealtimeTranslator:
                     raise RealtimeError(ev.error.code, ev.error.message, ev.error.type)
                 if transcribed and responded:
                     break
+            else:
+                raise RealtimeError("connection_closed", "the endpoint closed the session before response.done")
 
     @staticmethod
     def _finish(response: Any, target: str, said: str, final_sent: bool, emit: Callable[[Any], None]) -> bool:

@@ -189,3 +189,29 @@ def test_resampling_keeps_duration() -> None:
 
     pcm = (np.sin(np.arange(16_000) / 5) * 8000).astype("<i2").tobytes()
     assert len(resample_16k_to_24k(pcm)) == 24_000 * 2
+
+
+async def test_endpoint_closing_early_is_an_error_not_silence() -> None:
+    from aiohttp import web
+
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.send_json({"type": "session.created", "event_id": "e1", "session": {"type": "realtime"}})
+        await ws.receive()  # the session.update
+        await ws.close()
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/v1/realtime", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        with pytest.raises(RealtimeError) as info:
+            await collect(local(f"http://127.0.0.1:{port}"), silence(0.5, rate=16_000), "es", "en")
+        assert info.value.code == "connection_closed"
+    finally:
+        await runner.cleanup()
