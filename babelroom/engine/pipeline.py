@@ -25,7 +25,7 @@ import numpy as np
 
 from .asr import EMPTY, Transcript
 from .audio import pcm16_to_float, resample
-from .models import MissingModelError, models_dir
+from .models import models_dir
 
 T = TypeVar("T")
 ASR_RATE = 16_000
@@ -264,12 +264,13 @@ class Engine:
                 return Recognition(hit, {"vad": 0.0, "asr": 0.0}, True, not hit.empty)
             pending = self._inflight.get(key)
             owner = pending is None
+            if not owner:
+                self.cache_hits += 1
             if owner:
                 pending = concurrent.futures.Future()
                 self._inflight[key] = pending
         assert pending is not None
         if not owner:
-            self.cache_hits += 1
             rec = await asyncio.wrap_future(pending)
             return Recognition(rec.transcript, {"vad": 0.0, "asr": 0.0}, True, rec.speech)
         try:
@@ -336,6 +337,3 @@ class Engine:
         return Result(src if tr.text else (source or ""), tr.text, target, translation.text,
                       translation.translated, translation.note, pcm, timings)
 
-
-def load_error_message(exc: MissingModelError) -> str:
-    return f"babelroom engine cannot start: {exc}"
