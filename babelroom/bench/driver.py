@@ -50,7 +50,8 @@ class Audio:
     segment: int
     seq: int
     last: bool
-    pcm_bytes: int
+    seconds: float  # of speech carried (PCM16 bytes / 48 000, or Opus packets × frameMs)
+    codec: str
 
 
 @dataclass
@@ -130,10 +131,15 @@ class Participant:
                                          d.get("text") or "", d.get("language", ""), bool(d.get("translated")),
                                          d.get("note")))
         elif kind == "audio":
-            pcm = d.get("pcm") or ""
+            codec = str(d.get("codec") or "pcm16")
+            if codec == "opus":
+                seconds = len(d.get("packets") or []) * float(d.get("frameMs") or 20) / 1000
+            else:
+                pcm = d.get("pcm") or ""
+                seconds = (len(pcm) * 3 // 4 - pcm.count("=")) / (2 * int(d.get("rate") or 24_000))
             self.audio.append(Audio(t, d.get("id", ""), d.get("userId", ""), str(d.get("turn")),
                                     int(d.get("segment", -1)), int(d.get("seq", -1)), bool(d.get("last")),
-                                    len(pcm) * 3 // 4 - pcm.count("=")))
+                                    seconds, codec))
         elif kind == "speaking":
             self.speaking.append((t, d.get("userId", ""), str(d.get("turn")), bool(d.get("active"))))
         elif kind in ("presence", "welcome"):

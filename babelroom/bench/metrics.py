@@ -25,8 +25,6 @@ from typing import Any
 
 from .driver import Participant, Turn
 
-OUTPUT_BYTES_PER_SECOND = 24_000 * 2
-
 
 def pct(values: Iterable[float], q: float) -> float | None:
     """Percentile with linear interpolation (numpy's default), None when there is nothing to rank."""
@@ -116,7 +114,7 @@ def turn_result(turn: Turn, listener: Participant) -> TurnResult:
     offs = [t for t, u, tid, active in listener.speaking if u == turn.user and tid == turn.turn and not active]
     off = min(offs) - turn.t_release if offs else None
     return TurnResult(turn, listener.name, listener.language, len(segs), tail, fc, ft, fa, la,
-                      sum(a.pcm_bytes for a in auds) / OUTPUT_BYTES_PER_SECOND, trails, trails_tr, notes,
+                      sum(a.seconds for a in auds), trails, trails_tr, notes,
                       turn.wall_release - (turn.t_release - rel), off)
 
 
@@ -140,6 +138,7 @@ def stage_split(results: list[TurnResult], usage: dict[str, dict[str, Any]] | No
     """
     client: dict[str, list[float]] = defaultdict(list)
     server: dict[str, list[float]] = defaultdict(list)
+    coarse: dict[str, list[float]] = defaultdict(list)
     for r in results:
         if r.first_caption is not None:
             client["release_to_source_caption"].append(r.first_caption)
@@ -161,6 +160,9 @@ def stage_split(results: list[TurnResult], usage: dict[str, dict[str, Any]] | No
         if src is None or audio is None:
             continue
         server["handoff"].append(max(0.0, t_start))  # entity close, blob commit, queue poll, marker/blob/state reads
+        if "committed_wall" in rec and "claimed_wall" in rec:  # whole seconds: a coarse split of the hand-off
+            coarse["speech_end_to_segment_committed"].append(rec["committed_wall"] - r.end_wall)
+            coarse["committed_to_claimed_by_translator"].append(rec["claimed_wall"] - rec["committed_wall"])
         server["asr"].append(src)  # realtime session open + recognition of the segment
         if text is not None and text >= src:
             server["mt"].append(text - src)
@@ -173,7 +175,9 @@ def stage_split(results: list[TurnResult], usage: dict[str, dict[str, Any]] | No
             "client_p95_s": {k: _r(pct(v, 95)) for k, v in client.items()},
             "server_p50_s": {k: _r(pct(v, 50)) for k, v in server.items()},
             "server_p95_s": {k: _r(pct(v, 95)) for k, v in server.items()},
-            "server_observations": len(server.get("asr", []))}
+            "server_observations": len(server.get("asr", [])),
+            "handoff_coarse_1s_p50_s": {k: _r(pct(v, 50)) for k, v in coarse.items()},
+            "handoff_coarse_1s_p95_s": {k: _r(pct(v, 95)) for k, v in coarse.items()}}
 
 
 # --------------------------------------------------------------------------------------------- cost

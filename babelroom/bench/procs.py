@@ -36,7 +36,8 @@ class Sampler:
         return [self._procs.setdefault(p.pid, p) for p in procs]  # cached: cpu_percent needs the last call
 
     def sample(self) -> dict[str, Any]:
-        row: dict[str, Any] = {"t": time.monotonic(), "roles": {}}
+        row: dict[str, Any] = {"t": time.monotonic(), "roles": {}, "system_cpu": psutil.cpu_percent(None),
+                               "load1": os.getloadavg()[0]}
         for role, pid in self.pids.items():
             cpu = rss = pss = 0.0
             n = 0
@@ -80,11 +81,17 @@ class Sampler:
         server = [k for k in self.pids if k != "bench"] or ["bench"]  # with --url and no pids: what we can see
         stack = [sum(v["rss_mb"] for k, v in r["roles"].items() if k in server) for r in rows]
         cpu_stack = [sum(v["cpu"] for k, v in r["roles"].items() if k in server) for r in rows]
+        ncpu = psutil.cpu_count() or 1
+        system = [r["system_cpu"] * ncpu for r in rows]  # 100 per core, like the per-process figures
+        others = [max(0.0, r["system_cpu"] * ncpu - sum(v["cpu"] for v in r["roles"].values())) for r in rows]
         pss_stack = [sum(v["pss_mb"] for k, v in r["roles"].items() if k in server) for r in rows]
         return {"processes": out, "rss_scope": "+".join(server), "rss_mb_max": round(max(stack), 1) if stack else None,
                 "pss_mb_max": round(max(pss_stack), 1) if pss_stack else None,
                 "cpu_stack_mean_pct": round(sum(cpu_stack) / len(cpu_stack), 1) if cpu_stack else None,
-                "cpu_stack_max_pct": round(max(cpu_stack), 1) if cpu_stack else None, "samples": len(rows)}
+                "cpu_stack_max_pct": round(max(cpu_stack), 1) if cpu_stack else None,
+                "cpu_machine_mean_pct": round(sum(system) / len(system), 1) if system else None,
+                "cpu_other_processes_mean_pct": round(sum(others) / len(others), 1) if others else None,
+                "load1_max": round(max(r["load1"] for r in rows), 2) if rows else None, "samples": len(rows)}
 
 
 def listening_pid(port: int) -> int | None:

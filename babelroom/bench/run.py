@@ -144,7 +144,9 @@ def read_usage(storage: str | None, turns: set[str], container: str = "transcrip
 
     out: dict[str, dict[str, Any]] = {}
     try:
-        cc = BlobServiceClient.from_connection_string(storage).get_container_client(container)
+        svc = BlobServiceClient.from_connection_string(storage)
+        cc = svc.get_container_client(container)
+        segs = svc.get_container_client("segments")
         for b in cc.list_blobs(name_starts_with="usage/"):
             parts = b.name.split("/")
             if len(parts) < 4 or parts[-2] not in turns:
@@ -152,6 +154,14 @@ def read_usage(storage: str | None, turns: set[str], container: str = "transcrip
             rec = json.loads(cc.download_blob(b.name).readall())
             usage = rec.get("usage", {})
             usage["end_wall"] = datetime.fromisoformat(rec["at"]).timestamp()
+            # 1 s resolution, enough to place a backlog: segment committed (entity closed it), and
+            # claimed by the translator (marker blob written when the queue message was taken)
+            with suppress(Exception):
+                usage["committed_wall"] = segs.get_blob_client(rec["segment"]["blob"]).get_blob_properties(
+                    ).last_modified.timestamp()
+            with suppress(Exception):
+                marker = "done/" + rec["segment"]["id"].replace(":", "/")
+                usage["claimed_wall"] = cc.get_blob_client(marker).get_blob_properties().last_modified.timestamp()
             out[rec["segment"]["id"]] = usage
     except Exception as e:  # noqa: BLE001 - the stage split is optional
         print(f"bench: usage records unavailable: {e!r}", file=sys.stderr)
@@ -311,6 +321,16 @@ async def warm_up(api: Api, scripts: dict[str, list[tuple[clipmod.Clip, bool]]])
     return out
 
 
+def git_state() -> dict[str, Any]:
+    """Which code was measured: the commit, and files changed on top of it."""
+    def git(*a: str) -> str:
+        with suppress(Exception):
+            return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout
+        return ""
+    dirty = [line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines()]
+    return {"commit": git("rev-parse", "--short", "HEAD").strip(), "dirty": dirty[:30]}
+
+
 def parse_pids(text: str | None) -> dict[str, int]:
     out: dict[str, int] = {}
     for part in (text or "").split(","):
@@ -333,6 +353,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         stack = await asyncio.to_thread(start_stack, args.engine_url, LOGS)
         base, storage, pids, engine = stack.url, stack.storage, dict(stack.pids), stack.engine
     pids["bench"] = os.getpid()
+    code = git_state()
     sampler = Sampler(pids, every=1.0)
     started = time.time()
     try:
@@ -352,7 +373,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         await sampler.stop()
         if stack is not None:
             await asyncio.to_thread(stack.stop)
-    return {"benchmark": "babelroom room loop", "version": 1, "machine": machine(),
+    return {"benchmark": "babelroom room loop", "version": 1, "machine": machine(), "code": code,
             "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
             "wall_s": round(time.time() - started, 1), "url": args.url or "(started by the bench)",
             "engine": engine, "quick": args.quick, "gap_s": args.gap, "warmup": warm,
