@@ -46,7 +46,7 @@ param realtimeModelVersion string = '2025-08-28'
 param realtimeCapacity int = 50
 
 @description('Azure OpenAI data-plane API version the translator uses for realtime sessions.')
-param openAiApiVersion string = '2025-04-01-preview'
+param openAiApiVersion string = '2025-08-28'
 
 @description('Free_F1 ($0, 20 connections) for trials; Standard_S1 for real rooms.')
 @allowed([
@@ -204,6 +204,8 @@ var codeSettings = {
   AZURE_OPENAI_DEPLOYMENT: openAi.outputs.deploymentName
   AZURE_OPENAI_API_VERSION: openAiApiVersion
   REALTIME_MODEL: realtimeModelName
+  REALTIME_TRANSCRIPTION_MODEL: 'whisper-1'
+  REALTIME_VOICE: 'alloy'
   SEGMENTS_CONTAINER: storage.outputs.segmentsContainerName
   TRANSCRIPTS_CONTAINER: storage.outputs.transcriptsContainerName
   SEGMENT_QUEUE: storage.outputs.segmentQueueName

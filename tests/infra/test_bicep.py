@@ -469,9 +469,9 @@ NOT_IN_AZURE: dict[str, str] = {
 
 def code_setting_names() -> set[str]:
     """Every setting name the code declares: SETTINGS constants and local.settings.sample.json."""
-    from babelroom.adapters import acs
+    from babelroom.adapters import acs, realtime
 
-    names: set[str] = set(acs.SETTINGS)
+    names: set[str] = set(acs.SETTINGS) | set(realtime.SETTINGS)
     try:
         from babelroom import config
 
