@@ -91,7 +91,11 @@ class Sampler:
                 "cpu_stack_max_pct": round(max(cpu_stack), 1) if cpu_stack else None,
                 "cpu_machine_mean_pct": round(sum(system) / len(system), 1) if system else None,
                 "cpu_other_processes_mean_pct": round(sum(others) / len(others), 1) if others else None,
-                "load1_max": round(max(r["load1"] for r in rows), 2) if rows else None, "samples": len(rows)}
+                "load1_max": round(max(r["load1"] for r in rows), 2) if rows else None, "samples": len(rows),
+                # (seconds since the first sample, stack CPU %, other processes' CPU %): was the machine shared?
+                "timeline": [[round(r["t"] - rows[0]["t"], 1),
+                              round(sum(v["cpu"] for k, v in r["roles"].items() if k in server)),
+                              round(o)] for r, o in zip(rows, others, strict=True)]}
 
 
 def listening_pid(port: int) -> int | None:

@@ -37,9 +37,9 @@ def plot(out: dict[str, Any], path: Path) -> None:
     for x, lbl in ((0.8, "p50 target"), (1.2, "p95 target (1 spk)"), (1.5, "p95 target (4 spk)")):
         ax.axvline(x, color="grey", linewidth=0.8, linestyle="-.")
         ax.text(x, 0.02, lbl, rotation=90, fontsize=7, color="grey", va="bottom")
-    ax.set_xlabel("seconds after key release")
+    ax.set_xlabel("seconds after the end of speech (key release)")
     ax.set_ylabel("fraction of turn × listener")
-    ax.set_title("Release → listener (CDF)")
+    ax.set_title("End of speech → listener (CDF over turns × listeners)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
 
@@ -83,11 +83,22 @@ def plot(out: dict[str, Any], path: Path) -> None:
             pts = [(x["release_s"] - t0, x["first_audio_s"]) for x in rows if x["whole"] == whole]
             if pts:
                 ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=10, color=c, label=lbl, alpha=0.7)
+        tl = soak.get("resources", {}).get("timeline") or []
+        if tl and "t0_s" in soak:
+            ax2 = ax.twinx()
+            off = soak["t0_s"] - t0  # the sampler's clock starts with the level, the scatter with its first turn
+            ax2.fill_between([x[0] + off for x in tl], [x[2] for x in tl], color="grey", alpha=0.2, step="mid",
+                             label="CPU of other processes on the machine")
+            ax2.plot([x[0] + off for x in tl], [x[1] for x in tl], color="grey", linewidth=0.7,
+                     label="CPU of the stack")
+            ax2.set_ylabel("CPU % (200 = both cores)")
+            ax2.set_ylim(0, 400)
+            ax2.legend(fontsize=7, loc="upper right")
     ax.set_title(f"{soak['speakers']} speakers over {soak['duration_s']:.0f} s: first audio per turn")
-    ax.set_xlabel("seconds into the run (release)")
-    ax.set_ylabel("release → first audio, s")
+    ax.set_xlabel("seconds into the run (end of speech)")
+    ax.set_ylabel("end of speech → first audio, s")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left")
     m = out["machine"]
     fig.suptitle(f"babelroom bench — {m['nproc']} × {m['cpu_model']}, {m['ram_gb']} GB, {m['date_utc']}", fontsize=10)
     fig.tight_layout()
@@ -107,7 +118,8 @@ def markdown(out: dict[str, Any]) -> str:
             ("first_audio_p50_second_half_s", "audio p50 2nd half"),
             ("wps_units_per_listener_minute", "WPS units / listener-min"),
             ("usd_per_speaker_minute", "$ / speaker-min"), ("rss_mb_max", "stack RSS MB"),
-            ("cpu_stack_mean_pct", "stack CPU % (200 = 2 cores)")]
+            ("cpu_stack_mean_pct", "stack CPU % (200 = 2 cores)"),
+            ("cpu_other_processes_mean_pct", "other processes' CPU %")]
     lines = ["| " + " | ".join(h for _, h in cols) + " |", "|" + "---|" * len(cols)]
     for r in out["results"]:
         lines.append("| " + " | ".join("–" if r.get(k) is None else str(r.get(k)) for k, _ in cols) + " |")
