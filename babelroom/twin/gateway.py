@@ -1296,25 +1296,22 @@ class Gateway:
                 self._close(conn, self._reason(request))
         return web.Response(status=204)
 
-    async def _r_close_group(self, request: web.Request, hub: str, group: str) -> web.StreamResponse:
+    def _close_members(self, request: web.Request, hub: str, members: str, key: str) -> web.StreamResponse:
+        """Closes the connections of one group or one user (`members` names the index), minus `excluded`."""
         excluded = set(request.query.getall("excluded", []))
         h = self._hubs.get(hub)
         if h is not None:
-            for cid in list(h.groups.get(group, ())):
+            for cid in list(getattr(h, members).get(key, ())):
                 conn = h.connections.get(cid)
                 if conn is not None and cid not in excluded:
                     self._close(conn, self._reason(request))
         return web.Response(status=204)
 
+    async def _r_close_group(self, request: web.Request, hub: str, group: str) -> web.StreamResponse:
+        return self._close_members(request, hub, "groups", group)
+
     async def _r_close_user(self, request: web.Request, hub: str, user: str) -> web.StreamResponse:
-        excluded = set(request.query.getall("excluded", []))
-        h = self._hubs.get(hub)
-        if h is not None:
-            for cid in list(h.users.get(user, ())):
-                conn = h.connections.get(cid)
-                if conn is not None and cid not in excluded:
-                    self._close(conn, self._reason(request))
-        return web.Response(status=204)
+        return self._close_members(request, hub, "users", user)
 
     async def _r_close_connection(self, request: web.Request, hub: str, cid: str) -> web.StreamResponse:
         conn = self._conn(hub, cid)

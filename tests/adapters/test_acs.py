@@ -34,6 +34,7 @@ import pytest
 from aiohttp import web
 from azure.core.credentials import AccessToken, AzureKeyCredential
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
+from recording_env import RecordingEnv
 
 from babelroom.adapters import acs
 from babelroom.adapters.acs import AcsIdentity, AcsRoomService, from_settings, token_lifetime
@@ -450,22 +451,6 @@ def test_token_lifetime_rounds_up_to_whole_minutes() -> None:
 
 
 # --- settings --------------------------------------------------------------------------------
-
-
-class RecordingEnv(dict[str, str]):
-    """A mapping that remembers which keys the code looked up."""
-
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
-        self.read: set[str] = set()
-
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
-        self.read.add(key)
-        return super().get(key, default)
-
-    def __getitem__(self, key: str) -> str:
-        self.read.add(key)
-        return super().__getitem__(key)
 
 
 @pytest.fixture

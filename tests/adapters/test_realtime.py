@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 import pytest_asyncio
+from recording_env import RecordingEnv
 
 from babelroom.adapters.realtime import SETTINGS, RealtimeError, RealtimeTranslator
 from babelroom.engine.eval import silence, synth
@@ -137,22 +138,6 @@ async def test_busy_engine_surfaces_as_realtime_error(engine: Engine, base: str)
     finally:
         engine._jobs = real
     assert info.value.code == "server_busy"
-
-
-class RecordingEnv(dict[str, str]):
-    """Records every setting name the adapter reads."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.read: set[str] = set()
-
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
-        self.read.add(key)
-        return super().get(key, default)
-
-    def __getitem__(self, key: str) -> str:
-        self.read.add(key)
-        return super().__getitem__(key)
 
 
 @pytest.mark.parametrize("provider", ["local", "openai", "azure"])
