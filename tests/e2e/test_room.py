@@ -244,6 +244,7 @@ def test_spanish_speaker_is_read_and_heard_in_english_and_portuguese(stack, laun
     b = stats(bob)
     assert b["audioSecondsScheduled"] > 0.3, b
     assert b["audibleMs"] > 0, b
+    assert b.get("decodeErrors", 0) == 0, b
     assert any(h == "hearing: Ana in English" for h in b["hearing"]), b["hearing"]
     # One line per caption id: interim lines were replaced, not stacked.
     ids = bob.locator(".line.caption").evaluate_all("els => els.map(e => e.dataset.id)")
@@ -276,6 +277,8 @@ def test_spanish_speaker_is_read_and_heard_in_english_and_portuguese(stack, laun
         "first_final_after_key_down_s": (min(c["receivedAt"] for c in got if c["final"]) - a["turnStartedAt"]) / 1000,
         "first_audio_after_key_down_s": (b["firstAudioAt"] - a["turnStartedAt"]) / 1000,
         "last_final_after_key_up_s": (max(c["receivedAt"] for c in got if c["final"]) - a["turnEndedAt"]) / 1000,
+        "audio_chunks_by_codec": b["audioCodecs"],
+        "audio_decode_errors": b.get("decodeErrors", 0),
         "english": [c["text"] for c in en],
         "spanish_heard": [c["original"] for c in en],
         "portuguese": [c["text"] for c in pt],

@@ -30,6 +30,7 @@ const stats = {
   chatsIn: 0,
   acked: {},
   micMaxRms: 0,
+  audioCodecs: {}, // chunks received per codec (opus / pcm16)
   firstAudioAt: 0, // Date.now() of the first translated audio chunk (tests measure latency)
   hearing: [], // every "hearing: X in L" shown, in order
 };
@@ -203,6 +204,8 @@ class App {
     stats.messagesIn[d.type] = (stats.messagesIn[d.type] ?? 0) + 1;
     if (d.type === "audio") {
       if (!stats.firstAudioAt) stats.firstAudioAt = Date.now();
+      const codec = d.codec || "pcm16";
+      stats.audioCodecs[codec] = (stats.audioCodecs[codec] ?? 0) + 1;
       if (d.userId !== this.view.me?.userId) this.player.push(d);
       return;
     }

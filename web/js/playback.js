@@ -268,13 +268,15 @@ export class Player extends EventTarget {
         this._markDone(seg.key);
         continue;
       }
-      if (stalled) {
+      // A chunk still decoding is not a hole: wait for it (skipping to it again would spin forever).
+      if (stalled && seg.chunks.get(seg.nextSeq) !== null) {
         if (seg.chunks.size) {
           // A chunk is missing: skip the hole rather than stop the speaker.
           seg.nextSeq = Math.min(...seg.chunks.keys());
           continue;
         }
         sp.segments.shift();
+        seg.decoder?.close();
         this._markDone(seg.key);
         continue;
       }
