@@ -36,7 +36,7 @@ def plot(out: dict[str, Any], path: Path) -> None:
              f"{r['speakers']}: baseline (whole turn) audio", c, "--")
     for x, lbl in ((0.8, "p50 target"), (1.2, "p95 target (1 spk)"), (1.5, "p95 target (4 spk)")):
         ax.axvline(x, color="grey", linewidth=0.8, linestyle="-.")
-        ax.text(x, 0.02, lbl, rotation=90, fontsize=7, color="grey", va="bottom")
+        ax.text(x, 0.02, lbl, rotation=90, fontsize=7, color="grey", va="bottom", transform=ax.get_xaxis_transform())
     ax.set_xlabel("seconds after the end of speech (key release)")
     ax.set_ylabel("fraction of turn × listener")
     ax.set_title("End of speech → listener (CDF over turns × listeners)")
