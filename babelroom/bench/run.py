@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import aiohttp
+import psutil
 
 from babelroom.twin import stack as twin
 
@@ -122,13 +123,28 @@ def plan(quick: bool) -> dict[str, list[tuple[clipmod.Clip, bool]]]:
     return out
 
 
+def dead_processes(pids: dict[str, int]) -> list[str]:
+    """Roles whose process is gone: a stack killed under the bench must fail the run, not skew it."""
+    out = []
+    for role, pid in pids.items():
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                out.append(role)
+        except psutil.NoSuchProcess:
+            out.append(role)
+    return out
+
+
 async def speak_script(party: RoomParty, script: list[tuple[clipmod.Clip, bool]], level: int, gap: float,
-                       until: float | None, delay: float) -> list[Turn]:
+                       until: float | None, delay: float, pids: dict[str, int] | None = None) -> list[Turn]:
     """Open loop: a fixed pause after each release; `until` (monotonic) repeats the script."""
     await asyncio.sleep(delay)
     turns: list[Turn] = []
     while True:
         for clip, whole in script:
+            dead = dead_processes(pids or {})
+            if dead:
+                raise RuntimeError(f"{', '.join(dead)} exited during the run")
             if until is not None and time.monotonic() + clip.seconds > until and turns:
                 return turns
             turns.append(await party.speaker.speak(clip, whole, level))
@@ -172,7 +188,8 @@ def read_usage(storage: str | None, turns: set[str], container: str = "transcrip
 # ------------------------------------------------------------------------------------------ levels
 
 async def run_level(api: Api, speakers: int, scripts: dict[str, list[tuple[clipmod.Clip, bool]]], *,
-                    gap: float, minutes: float | None, sampler: Sampler, storage: str | None) -> dict[str, Any]:
+                    gap: float, minutes: float | None, sampler: Sampler, storage: str | None,
+                    pids: dict[str, int] | None = None) -> dict[str, Any]:
     parties: list[RoomParty] = []
     for i in range(speakers):
         lang = LANGUAGES[i % len(LANGUAGES)]
@@ -182,7 +199,7 @@ async def run_level(api: Api, speakers: int, scripts: dict[str, list[tuple[clipm
     print(f"bench: {speakers} speaker(s){f', {minutes:g} min' if minutes else ''} …", file=sys.stderr, flush=True)
     try:
         per_room = await asyncio.gather(*(speak_script(p, scripts[p.speaker.language], speakers, gap, until,
-                                                       delay=i * 0.7) for i, p in enumerate(parties)))
+                                                       delay=i * 0.7, pids=pids) for i, p in enumerate(parties)))
         drained = await wait_done(parties, per_room)
         t1 = time.monotonic()
     finally:
@@ -370,7 +387,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             for n in levels:
                 soak = args.minutes if (n == max(levels) and not args.quick and args.minutes > 0) else None
                 results.append(await run_level(api, n, scripts, gap=args.gap, minutes=soak, sampler=sampler,
-                                               storage=storage))
+                                               storage=storage, pids={k: v for k, v in pids.items() if k != "bench"}))
         await sampler.stop()
     finally:
         await sampler.stop()
