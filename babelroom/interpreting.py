@@ -19,6 +19,7 @@ from .translator import SourceText, TranslatedAudio, TranslatedText, Translator
 
 log = logging.getLogger(__name__)
 FIRST_CHUNK_BYTES = 24_000 * 2 // 5  # 200 ms at 24 kHz: the first sound goes out early
+BUSY_RETRY_SECONDS = 0.3
 CHUNK_BYTES = 24_000 * 2 * 3 // 5  # then 600 ms: TTS runs ahead of real time, so fewer, fuller messages
 
 
@@ -133,7 +134,16 @@ class Interpreter:
                 usage.timings.setdefault(f"audio_{target}", time.monotonic() - t0)
                 await self._audio(usage, speaker, base, target, seq, packer, pending, True)
 
-        results = await asyncio.gather(*(one(t) for t in targets), return_exceptions=True)
+        async def attempt(target: str) -> None:
+            try:
+                await one(target)
+            except Exception as e:  # a busy model refuses before it says anything: one retry
+                if getattr(e, "code", None) != "server_busy":
+                    raise
+                await asyncio.sleep(BUSY_RETRY_SECONDS)
+                await one(target)
+
+        results = await asyncio.gather(*(attempt(t) for t in targets), return_exceptions=True)
         for target, r in zip(targets, results, strict=True):
             if isinstance(r, BaseException):
                 log.error("interpreting %s into %s failed: %r", cid, target, r)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
@@ -223,10 +224,15 @@ class IdentityProvider(Protocol):
 class RoomService:
     """Creates rooms and issues join tickets; the same code behind both hosts' HTTP functions."""
 
+    MEMBER_CACHE_SECONDS = 60.0
+
     def __init__(self, store: RoomStore, tokens: SocketTokens, identity: IdentityProvider) -> None:
         self.store = store
         self.tokens = tokens
         self.identity = identity
+        # Every socket event checks membership; rooms and members never move, so a worker keeps
+        # them for a minute instead of reading Blob twice per audio frame (a rename elsewhere shows within it).
+        self._members: dict[str, tuple[float, Room, Member]] = {}
 
     async def create(self, req: CreateRoom, now: datetime | None = None) -> Room:
         now = now or utcnow()
@@ -260,9 +266,22 @@ class RoomService:
 
     async def member_for(self, user_id: str, now: datetime | None = None) -> tuple[Room, Member]:
         """The connect check: the token's user must be a member of a room that is still open."""
+        cached = self._members.get(user_id)
+        if cached and time.monotonic() - cached[0] < self.MEMBER_CACHE_SECONDS:
+            cached[1].check_open(now)  # expiry is still checked on every event
+            return cached[1], cached[2]
         room_id, member_id = split_user_id(user_id)
         room = await self.open_room(room_id, now)
         member = await self.store.get_member(room_id, member_id)
         if member is None:
             raise RoomNotFound(f"{user_id} is not a member of room {room_id}")
+        if len(self._members) > 10_000:
+            self._members.clear()
+        self._members[user_id] = (time.monotonic(), room, member)
         return room, member
+
+    async def rename(self, member: Member, display_name: str) -> Member:
+        renamed = Member(**{**member.to_json(), "display_name": display_name})
+        await self.store.save_member(renamed)
+        self._members.pop(member.user_id, None)
+        return renamed

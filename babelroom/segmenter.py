@@ -26,6 +26,7 @@ KEEP_DONE_TURNS = 8
 MIN_PAUSE_CUT_SECONDS = 1.0
 QUIET_RMS = 300.0  # absolute floor (PCM16) under which a 100 ms frame counts as a pause
 QUIET_RATIO = 0.2  # ... or below this share of the segment's mean frame RMS
+MIN_SPEECH_SECONDS = 0.15
 
 
 def rms(pcm: bytes) -> float:
@@ -53,10 +54,16 @@ class ClosedSegment:
     nbytes: int
     first_seq: int
     last_seq: int
+    level: float = 0.0  # mean RMS of its 100 ms frames
 
     @property
     def seconds(self) -> float:
         return self.nbytes / BYTES_PER_SECOND
+
+    @property
+    def worth_translating(self) -> bool:
+        """Too short for a word, or quiet throughout: no model time, no empty caption."""
+        return self.seconds >= MIN_SPEECH_SECONDS and self.level >= QUIET_RMS
 
 
 Action = Spill | ClosedSegment
@@ -228,6 +235,7 @@ class Segmenter:
                 nbytes=state["bytes"],
                 first_seq=state["first"],
                 last_seq=state.get("last", state["first"]),
+                level=state["energy"] / state["frames"] if state["frames"] else 0.0,
             )
         )
         state["segment"] += 1

@@ -71,12 +71,14 @@ def speaker(context: df.DurableEntityContext) -> None:
         state["who"] = {k: data.get(k) for k in ("room", "userId", "name", "language")}
     outcome = _apply(state, context.operation_name or "", data)
     who = state.get("who", {})
-    closed = []
+    closed, skipped = [], []
     for action in outcome.actions:
         if isinstance(action, Spill):
             name = SegmentStore.blob_name(context.entity_key, action.turn, action.index)
             _segments().stage(name, action.block_id, action.pcm)
-        else:
+        elif action.worth_translating:
             closed.append(_hand_off(context.entity_key, who, action)["id"])
+        else:
+            skipped.append(f"{context.entity_key}:{action.turn}:{action.index}")
     context.set_state(state)
-    context.set_result({"closed": closed, "duplicate": outcome.duplicate, "late": outcome.late})
+    context.set_result({"closed": closed, "skipped": skipped, "duplicate": outcome.duplicate, "late": outcome.late})

@@ -155,8 +155,7 @@ async def _dispatch(client: df.DurableOrchestrationClient, member: Member, event
         return
     await client.signal_entity(df.EntityId("room", member.room_id), "rename",
                                {"userId": member.user_id, "displayName": ev["displayName"]})
-    renamed = Member(**{**member.to_json(), "display_name": ev["displayName"]})
-    await deps.room_store().save_member(renamed)
+    renamed = await deps.rooms().rename(member, ev["displayName"])
     everyone = [renamed.participant() if p["userId"] == member.user_id else p for p in participants(state)]
     await _to_room(client, member.room_id, protocol.presence(everyone), state)
 

@@ -170,3 +170,17 @@ def test_every_frame_is_delivered_exactly_once_in_order_under_random_delivery() 
     segs = closed(actions)
     assert [s.index for s in segs] == list(range(len(segs)))
     assert b"".join(audio_of(actions, s) for s in segs) == b"".join(frame(i) for i in range(n))
+
+
+def test_tiny_or_quiet_segments_are_not_worth_translating() -> None:
+    seg = Segmenter()
+    state = new_state()
+    (speech,) = closed(run(seg, state, [("frame", "t", i, speechlike(i)) for i in range(5)] + [("end", "t", 5)]))
+    assert speech.worth_translating
+    state = new_state()
+    (tail,) = closed(run(seg, state, [("frame", "t", 0, speechlike(0)[:3200 // 4]), ("end", "t", 1)]))
+    assert tail.seconds < 0.15 and not tail.worth_translating
+    state = new_state()
+    (hush,) = closed(run(seg, state, [("frame", "t", i, speechlike(i, quiet=True)) for i in range(10)]
+                         + [("end", "t", 10)]))
+    assert hush.level < 300 and not hush.worth_translating
