@@ -34,6 +34,11 @@ def rms(pcm: bytes) -> float:
     return math.sqrt(sum(s * s for s in samples) / len(samples)) if samples else 0.0
 
 
+def quietest(pcm: bytes, window: int = 3_200) -> float:
+    """RMS of the quietest 100 ms inside a frame: a short pause counts whatever the frame size."""
+    return min((rms(pcm[i:i + window]) for i in range(0, len(pcm), window)), default=0.0)
+
+
 @dataclass(frozen=True)
 class Spill:
     """Audio of the open segment to stage in Blob as block `block_id` of segment `index`."""
@@ -205,7 +210,7 @@ class Segmenter:
         mean = state["energy"] / state["frames"] if state["frames"] else level
         state["energy"] += level
         state["frames"] += 1
-        quiet = level < max(QUIET_RMS, QUIET_RATIO * mean)
+        quiet = quietest(pcm) < max(QUIET_RMS, QUIET_RATIO * mean)
         if state["bytes"] >= lim.max_bytes:
             self._close(state, out, "size")
         elif state.get("whole"):

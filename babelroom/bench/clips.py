@@ -168,6 +168,6 @@ def _fit(pcm: bytes, low: float, high: float) -> bytes:
     return pcm[:hi]
 
 
-def frames(pcm: bytes, frame_bytes: int = 3_200) -> list[bytes]:
-    """100 ms frames (the last one may be shorter), as the capture worklet produces them."""
+def frames(pcm: bytes, frame_bytes: int = 6_400) -> list[bytes]:
+    """200 ms frames (the last one may be shorter), as the capture worklet produces them."""
     return [pcm[i:i + frame_bytes] for i in range(0, len(pcm), frame_bytes)]

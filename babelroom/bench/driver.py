@@ -1,7 +1,7 @@
 """Participants that behave like the web client: speakers hold the key, listeners timestamp everything.
 
 A speaker's turn is exactly web/js/talk.js: `turn.start {turn}` (plus `whole: true` for the
-baseline strategy), then `audio {turn, seq, rate, pcm}` 100 ms frames, each sent when its 100 ms
+baseline strategy), then `audio {turn, seq, rate, pcm}` 200 ms frames, each sent when its 200 ms
 of speech has been "captured" (real-time pace), then `turn.end {turn, frames}` right after the last
 frame, which is the moment of key release. Every event carries an ackId, as the browser's does.
 Like the web client it sends no `silence` hints: the segmenter finds pauses itself.

@@ -23,7 +23,7 @@ from azure.storage.blob import BlobServiceClient
 from babelroom.codec import decode_opus
 
 pytestmark = pytest.mark.slow
-FRAME = 1600  # samples: 100 ms at 16 kHz
+FRAME = 3200  # samples: 200 ms at 16 kHz, as the web client sends
 
 
 def speech(tmp: Path, text: str, voice: str = "es") -> bytes:
@@ -35,8 +35,8 @@ def speech(tmp: Path, text: str, voice: str = "es") -> bytes:
         return w.readframes(w.getnframes())
 
 
-def stream_turn(client: Any, turn: str, pcm: bytes, pace: float = 0.1, whole: bool = False) -> float:
-    """Hold the key for the clip: turn.start, 100 ms frames at real-time pace, turn.end."""
+def stream_turn(client: Any, turn: str, pcm: bytes, pace: float = 0.2, whole: bool = False) -> float:
+    """Hold the key for the clip: turn.start, 200 ms frames at real-time pace, turn.end."""
     client.send_event("turn.start", {"turn": turn, "whole": whole}, WebPubSubDataType.JSON)
     frames = [pcm[i:i + FRAME * 2] for i in range(0, len(pcm), FRAME * 2)]
     t0 = time.monotonic()

@@ -1,5 +1,5 @@
 /**
- * AudioWorklet that turns the microphone into the wire format: PCM16 mono 16 kHz, 100 ms frames.
+ * AudioWorklet that turns the microphone into the wire format: PCM16 mono 16 kHz, 200 ms frames.
  *
  * Why in a worklet: it runs on the audio thread, so frames keep their timing while the page is busy,
  * and it works at whatever rate the device runs (Firefox cannot connect a 48 kHz mic to a 16 kHz

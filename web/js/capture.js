@@ -1,12 +1,12 @@
 /**
- * Microphone capture: getUserMedia + the capture AudioWorklet, producing 100 ms PCM16 16 kHz frames.
+ * Microphone capture: getUserMedia + the capture AudioWorklet, producing 200 ms PCM16 16 kHz frames.
  *
  * Why the mic opens on the first press and closes after a quiet minute: no open-mic indicator while
  * nobody talks, but consecutive turns start instantly.
  */
 
 export const WIRE_RATE = 16000;
-export const FRAME_SAMPLES = 1600; // 100 ms
+export const FRAME_SAMPLES = 3200; // 200 ms: half the events (and function runs) of 100 ms frames
 
 export class Capture extends EventTarget {
   constructor({ idleCloseMs = 60000 } = {}) {
