@@ -14,7 +14,6 @@ from typing import Any
 from .rooms import Member
 
 WIRE_RATE = 16_000
-FRAME_MS = 200
 MAX_FRAME_BYTES = 8_000  # 250 ms at 16 kHz PCM16
 MAX_CHAT = 1_000
 SPEAKER_EVENTS = frozenset({"turn.start", "audio", "turn.end", "silence"})

@@ -107,7 +107,6 @@ def new_state() -> dict[str, Any]:
         "energy": 0.0,
         "frames": 0,
         "silence_at": None,
-        "end_frames": None,
         "done": [],
     }
 
@@ -156,11 +155,12 @@ class Segmenter:
         return out
 
     def end(self, state: dict[str, Any], turn: str, frames: int) -> Outcome:
-        """Key released: close the turn with what has arrived; frames after this are late."""
+        """Key released: close the turn with what has arrived; frames after this are late.
+
+        `frames` (how many the client sent) is not waited for: a lost frame must not hold the turn."""
         out = self._enter(state, turn)
         if out.late:
             return out
-        state["end_frames"] = frames
         self._finish_turn(state, out, "end")
         return out
 
