@@ -9,13 +9,14 @@ import subprocess
 import sys
 import tempfile
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -58,6 +59,24 @@ def engine_url() -> Iterator[str]:
     proc = twin_stack.start_engine(port, log)
     yield f"http://127.0.0.1:{port}/v1"
     _stop(proc)
+
+
+@pytest.fixture(scope="session")
+def engine() -> Any:
+    """One loaded interpreter engine for every in-process engine and adapter test."""
+    from babelroom.engine.pipeline import Engine
+
+    return Engine.shared()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def endpoint(engine: Any) -> AsyncIterator[str]:
+    """Base URL (http://127.0.0.1:PORT) of a local realtime endpoint on that engine."""
+    from babelroom.engine.server import serve
+
+    runner, port = await serve(engine, "127.0.0.1", 0)
+    yield f"http://127.0.0.1:{port}"
+    await runner.cleanup()
 
 
 @dataclass

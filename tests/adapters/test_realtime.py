@@ -4,12 +4,10 @@ uses, once with the local provider (AsyncOpenAI) and once with Azure-style setti
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import numpy as np
 import pytest
-import pytest_asyncio
 from recording_env import RecordingEnv
 
 from babelroom.adapters.realtime import SETTINGS, RealtimeError, RealtimeTranslator
@@ -18,18 +16,10 @@ from babelroom.engine.pipeline import Engine
 from babelroom.translator import SourceText, TranslatedAudio, TranslatedText
 
 
-@pytest.fixture(scope="module")
-def engine() -> Engine:
-    return Engine.shared()
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def base(engine: Engine) -> AsyncIterator[str]:
-    from babelroom.engine.server import serve
-
-    runner, port = await serve(engine, "127.0.0.1", 0)
-    yield f"http://127.0.0.1:{port}"
-    await runner.cleanup()
+@pytest.fixture
+def base(endpoint: str) -> str:
+    """The session's local realtime endpoint (tests/conftest.py), shared with the engine tests."""
+    return endpoint
 
 
 def local(base: str) -> RealtimeTranslator:
