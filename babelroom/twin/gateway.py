@@ -1085,19 +1085,25 @@ class Gateway:
         result, error = await self._call_user_event(conn, event, data)
         if conn.closed:
             return
+        error = self._reply(conn, result, error, raw=False)
+        if error is None and ack_id is not None:
+            conn.remember_ack(ack_id)
+        self._ack(conn, transport, ack_id, error)
+
+    def _reply(self, conn: _Connection, result: UserEventResult | None, error: tuple[str, str] | None,
+               raw: bool) -> tuple[str, str] | None:
+        """Applies a handler's states and sends its reply data; a reply that cannot be serialised
+        becomes the event's error (serialised before sending, so only this event fails)."""
         if result is not None and result.states:
             conn.states.update(result.states)
         if error is None and result is not None and result.data is not None:
             try:
                 reply = _Out(_result_data(result.data, result.data_type))
-                reply.frame(None)  # serialise now: a bad reply fails this ack, not the connection
+                reply.raw() if raw else reply.frame(None)
             except (ValueError, TypeError) as exc:
-                error = ("InternalServerError", f"The event handler returned invalid data: {exc}")
-            else:
-                self._deliver(conn, reply)
-        if error is None and ack_id is not None:
-            conn.remember_ack(ack_id)
-        self._ack(conn, transport, ack_id, error)
+                return ("InternalServerError", f"The event handler returned invalid data: {exc}")
+            self._deliver(conn, reply)
+        return error
 
     async def _raw_event(self, conn: _Connection, transport: _Transport, data: _Data) -> None:
         """Simple WebSocket clients: every frame is the user event ``message``.
@@ -1107,16 +1113,7 @@ class Gateway:
         result, error = await self._call_user_event(conn, "message", data)
         if conn.closed:
             return
-        if result is not None and result.states:
-            conn.states.update(result.states)
-        if error is None and result is not None and result.data is not None:
-            try:
-                reply = _Out(_result_data(result.data, result.data_type))
-                reply.raw()
-            except (ValueError, TypeError):
-                error = ("InternalServerError", "The event handler returned invalid data.")
-            else:
-                self._deliver(conn, reply)
+        error = self._reply(conn, result, error, raw=True)
         if error is not None:
             code = CLOSE_POLICY_VIOLATION if error[0] in ("Forbidden", "BadRequest") else CLOSE_INTERNAL_ERROR
             self._close(conn, f"The message event handler failed: {error[1]}", code=code)
