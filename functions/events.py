@@ -31,8 +31,10 @@ def _request(raw: Any) -> dict[str, Any]:
     return raw if isinstance(raw, dict) else json.loads(raw)
 
 
-def _refuse(code: str, message: str) -> str:
-    return json.dumps({"code": code, "errorMessage": message})
+def _refuse(code: str, message: str) -> dict[str, str]:
+    """The extension accepts a JSON object (or WebPubSubEventResponse) as a reply; a `str` is
+    logged as "Invalid response type" and answered with an empty 200, so replies are dicts."""
+    return {"code": code, "errorMessage": message}
 
 
 async def _member(ctx: dict[str, Any]) -> Member:
@@ -42,14 +44,17 @@ async def _member(ctx: dict[str, Any]) -> Member:
 
 @bp.generic_trigger(arg_name="request", type="webPubSubTrigger", hub=HUB, eventName="connect",
                     eventType="system")
-async def on_connect(request: str) -> str:
+async def on_connect(request: str) -> dict[str, Any]:
     """Only members of an open room get in, and only into the group of the language they hear."""
-    ctx = _request(request).get("connectionContext", {})
     try:
+        ctx = _request(request).get("connectionContext", {})
         member = await _member(ctx)
     except RoomError as e:
         return _refuse("unauthorized", f"{e.code}: {e}")
-    return json.dumps({"userId": member.user_id, "groups": [group_name(member.room_id, member.hear)]})
+    except Exception:  # an unhandled exception leaves the service's webhook waiting
+        log.exception("connect failed")
+        return _refuse("serverError", "connect failed")
+    return {"userId": member.user_id, "groups": [group_name(member.room_id, member.hear)]}
 
 
 @bp.generic_trigger(arg_name="request", type="webPubSubTrigger", hub=HUB, eventName="connected",
@@ -93,9 +98,14 @@ async def on_disconnected(request: str, client: df.DurableOrchestrationClient) -
         await deps.broadcaster().to_group(group_name(room_id, lang), protocol.presence(everyone))
 
 
-async def handle_user_event(request: str, client: df.DurableOrchestrationClient) -> str:
-    """turn.start / audio / turn.end / silence go to the speaker entity; chat and rename fan out."""
-    req = _request(request)
+async def handle_user_event(request: str, client: df.DurableOrchestrationClient) -> dict[str, str] | None:
+    """turn.start / audio / turn.end / silence go to the speaker entity; chat and rename fan out.
+
+    Success is `None` (no reply): the extension turns an empty `{}` into a 500."""
+    try:
+        req = _request(request)
+    except ValueError:
+        return _refuse("userError", "bad_request: the event is not JSON")
     ctx = req.get("connectionContext", {})
     event = ctx.get("eventName", "")
     try:
@@ -108,19 +118,22 @@ async def handle_user_event(request: str, client: df.DurableOrchestrationClient)
                 raise ProtocolError("bad_json", f"{event} data is not JSON") from None
         ev = protocol.parse_event(event, data, member)
         await _dispatch(client, member, event, ev)
-        return "{}"
+        return None
     except (ProtocolError, RoomError) as e:
         code = e.code
         message = e.message if isinstance(e, ProtocolError) else str(e)
         if ctx.get("connectionId"):
             await deps.broadcaster().to_connection(ctx["connectionId"], protocol.error(code, message, event))
         return _refuse("userError", f"{code}: {message}")
+    except Exception:
+        log.exception("user event %s failed", event)
+        return _refuse("serverError", f"{event} failed")
 
 
 def _register_user_event(event: str) -> None:
     """One function per event name: the extension routes user events by exact eventName."""
 
-    async def handler(request: str, client: df.DurableOrchestrationClient) -> str:
+    async def handler(request: str, client: df.DurableOrchestrationClient) -> dict[str, str] | None:
         return await handle_user_event(request, client)
 
     handler.__name__ = handler.__qualname__ = "on_" + event.replace(".", "_")
