@@ -6,11 +6,13 @@ reference enqueued on the segment queue; the queue-triggered translator consumes
 delivers operations at least once: block ids and blob names are deterministic and the queue
 message carries the segment id, so a replayed batch rewrites the same bytes and the translator
 skips a segment it has already done.
+
+Who speaks (room, name, language) arrives with `start` and `end` and stays in state; a `frame`
+carries only {turn, seq, pcm}, the pcm being the client's base64 text, stored without re-encoding.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 from functools import cache
@@ -24,6 +26,7 @@ from babelroom.segmenter import ClosedSegment, Outcome, Segmenter, Spill, new_st
 
 bp = df.Blueprint()
 segmenter = Segmenter()
+WHO = ("room", "userId", "name", "language")
 
 
 @cache
@@ -40,7 +43,7 @@ def _apply(state: dict[str, Any], op: str, data: dict[str, Any]) -> Outcome:
     if op == "start":
         return segmenter.start(state, data["turn"], bool(data.get("whole")))
     if op == "frame":
-        return segmenter.frame(state, data["turn"], int(data["seq"]), base64.b64decode(data["pcm"]))
+        return segmenter.frame(state, data["turn"], int(data["seq"]), data["pcm"])  # base64 text, kept as is
     if op == "silence":
         return segmenter.silence(state, data["turn"], int(data["seq"]))
     if op == "end":
@@ -67,10 +70,10 @@ def speaker(context: df.DurableEntityContext) -> None:
         data = context.get_input() or {}
     except TypeError:  # an operation sent without input
         data = {}
-    if data.get("name"):
-        state["who"] = {k: data.get(k) for k in ("room", "userId", "name", "language")}
+    if data.get("language"):  # turn.start / turn.end say who speaks; frames carry only {turn, seq, pcm}
+        state["who"] = {k: data.get(k) for k in WHO}
     outcome = _apply(state, context.operation_name or "", data)
-    who = state.get("who", {})
+    who = state.get("who") or {"room": context.entity_key.partition(".")[0], "userId": context.entity_key}
     closed, skipped = [], []
     for action in outcome.actions:
         if isinstance(action, Spill):

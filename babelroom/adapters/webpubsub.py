@@ -22,6 +22,20 @@ def service_client(env: Mapping[str, str]) -> WebPubSubServiceClient:
     return WebPubSubServiceClient(endpoint=env["WEBPUBSUB_ENDPOINT"], hub=hub, credential=cred)
 
 
+def sync_service_client(env: Mapping[str, str]) -> Any:
+    """The blocking client, for entity functions (sync by the Durable SDK's contract)."""
+    from azure.messaging.webpubsubservice import WebPubSubServiceClient as SyncClient
+
+    hub = env.get("WEBPUBSUB_HUB", "rooms")
+    conn = env.get("WebPubSubConnectionString")
+    if conn and "AccessKey=" in conn:
+        return SyncClient.from_connection_string(conn, hub=hub)
+    from azure.identity import ManagedIdentityCredential
+
+    cred = ManagedIdentityCredential(client_id=env.get("AZURE_CLIENT_ID") or None)
+    return SyncClient(endpoint=env["WEBPUBSUB_ENDPOINT"], hub=hub, credential=cred)
+
+
 class WebPubSubBroadcaster:
     """Broadcaster port and SocketTokens port over one service client."""
 
@@ -33,12 +47,6 @@ class WebPubSubBroadcaster:
 
     async def to_connection(self, connection_id: str, message: dict[str, Any]) -> None:
         await self.client.send_to_connection(connection_id, message, content_type="application/json")
-
-    async def add_to_group(self, group: str, connection_id: str) -> None:
-        await self.client.add_connection_to_group(group, connection_id)
-
-    async def remove_from_group(self, group: str, connection_id: str) -> None:
-        await self.client.remove_connection_from_group(group, connection_id)
 
     async def client_url(self, user_id: str, minutes: int) -> str:
         """No roles: clients cannot join or publish to groups themselves (docs/protocol.md §1)."""
