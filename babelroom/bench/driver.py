@@ -118,6 +118,7 @@ class Participant:
         self.audio: list[Audio] = []
         self.speaking: list[tuple[float, str, str, bool]] = []  # (t, userId, turn, active)
         self.participants = 0
+        self.present: set[Any] = set()
         self.errors: list[dict[str, Any]] = []
         self.last_message_at = time.monotonic()
         self.client = WpsClient(ticket["url"], self._on_message)
@@ -142,8 +143,13 @@ class Participant:
                                     seconds, codec))
         elif kind == "speaking":
             self.speaking.append((t, d.get("userId", ""), str(d.get("turn")), bool(d.get("active"))))
-        elif kind in ("presence", "welcome"):
-            self.participants = len(d.get("participants") or [])
+        elif kind == "welcome":  # the full list once, then presence deltas
+            self.present = {p.get("userId") for p in d.get("participants") or []}
+            self.participants = len(self.present)
+        elif kind in ("presence.joined", "presence.left"):
+            who = (d.get("participant") or {}).get("userId") if kind == "presence.joined" else d.get("userId")
+            (self.present.add if kind == "presence.joined" else self.present.discard)(who)
+            self.participants = len(self.present)
         elif kind == "error":
             self.errors.append(d)
 

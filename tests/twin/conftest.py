@@ -34,6 +34,22 @@ class Listener:
         with self.lock:
             return [m for m in self.messages if isinstance(m, dict) and m.get("type") == kind]
 
+    def present(self) -> set[str]:
+        """Who this client believes is in the room: the welcome's list, then the presence deltas."""
+        ids: set[str] = set()
+        for m in self.of_any("welcome", "presence.joined", "presence.left"):
+            if m["type"] == "welcome":
+                ids = {p["userId"] for p in m["participants"]}
+            elif m["type"] == "presence.joined":
+                ids.add(m["participant"]["userId"])
+            else:
+                ids.discard(m["userId"])
+        return ids
+
+    def of_any(self, *kinds: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [m for m in self.messages if isinstance(m, dict) and m.get("type") in kinds]
+
     def wait(self, pred: Callable[[], Any], timeout: float = 30) -> Any:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

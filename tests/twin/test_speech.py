@@ -59,7 +59,7 @@ def test_spanish_speech_reaches_english_and_portuguese_listeners(stack: Any, peo
     bob = people(room, "Bob", "en", "listener")
     pia = people(room, "Pia", "pt", "listener")
     other = people(stack.room(), "Zed", "en", "listener")
-    pia.wait(lambda: any(len(m["participants"]) == 3 for m in pia.of("presence")))
+    pia.wait(lambda: len(pia.present()) == 3)
     text = ("Hola a todos. Hoy vamos a hablar del proyecto nuevo. "
             "El equipo terminó la primera versión y mañana empezamos las pruebas con los clientes.")
     pcm = speech(tmp_path, text)

@@ -232,7 +232,9 @@ class App {
         const el = this.view.notice(`sending: ${text}`, "pending");
         this.pendingChats.push({ text, el });
         stats.sent.chat = (stats.sent.chat ?? 0) + 1;
-        this.client?.sendEvent("chat", { text }).then(() => {
+        // The id is the idempotency key: a resend after a recovery is not a second line.
+        const id = (crypto.randomUUID?.() ?? `${Date.now()}-${Math.random()}`).replace(/[^A-Za-z0-9_-]/g, "");
+        this.client?.sendEvent("chat", { id, text }).then(() => {
           stats.acked.chat = (stats.acked.chat ?? 0) + 1;
         }, (e) => {
           this._settlePending(text);
