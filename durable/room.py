@@ -23,6 +23,7 @@ from babelroom.presence import Joined, Left, Refused, Renamed, Welcome
 
 bp = df.Blueprint()
 log = logging.getLogger(__name__)
+limits = presence.Limits()
 
 
 @cache
@@ -54,7 +55,8 @@ def room(context: df.DurableEntityContext) -> None:
         data = context.get_input() or {}
     except TypeError:  # an operation sent without input
         data = {}
-    result = presence.apply(context.get_state(presence.new_state), context.operation_name or "", data)
+    result = presence.apply(context.get_state(presence.new_state), context.operation_name or "", data,
+                            limits)
     context.set_state(result.state)  # membership holds even when a message cannot be sent
     for action in result.actions:
         try:
