@@ -81,7 +81,7 @@ ClientEvent = TurnStart | Audio | Silence | TurnEnd | Chat | Rename
 
 def _id(data: dict[str, Any], name: str) -> str:
     value = data.get(name)
-    if not isinstance(value, str) or not ID.match(value):
+    if not isinstance(value, str) or not ID.fullmatch(value):
         raise ProtocolError("bad_event", f"{name} must be 1 to 64 characters of A-Z, a-z, 0-9, _ or -")
     return value
 
