@@ -32,6 +32,7 @@ from azure.messaging.webpubsubclient.models import (
     WebPubSubProtocolType,
 )
 from azure.messaging.webpubsubservice import WebPubSubServiceClient
+from waiting import wait_until
 
 from babelroom.twin.gateway import (
     ConnectionContext,
@@ -51,13 +52,7 @@ RELIABLE_SUB = "json.reliable.webpubsub.azure.v1"
 
 def wait_for(pred: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
     """Poll until ``pred()`` is truthy: the SDK delivers callbacks on its own threads."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
+    return wait_until(pred, timeout, what, interval=0.02)
 
 
 class RecordingSink:
