@@ -32,6 +32,3 @@ class LocalIdentity:
         }
         token = jwt.encode(claims, self.key, algorithm="HS256")
         return {"userId": claims["sub"], "token": token, "expiresOn": room.valid_until.isoformat()}
-
-    def verify(self, token: str) -> dict[str, Any]:
-        return jwt.decode(token, self.key, algorithms=["HS256"])
