@@ -220,6 +220,7 @@ export class RoomView extends EventTarget {
   }
 
   chat(d) {
+    if (this.lines.has(d.id)) return; // the same line again (a resend): its id says so
     const near = this._nearBottom();
     const li = this._line(d.id, "chat");
     li.dataset.final = "true";
