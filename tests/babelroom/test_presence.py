@@ -94,3 +94,30 @@ def test_apply_names_each_entity_operation() -> None:
         assert "explode" in str(e)
     else:
         raise AssertionError("an unknown operation must fail")
+
+
+def wave_bytes(n: int) -> int:
+    """Bytes delivered while n members join one by one: each welcome to its newcomer, each
+    delta to everyone connected (the room group)."""
+    import json
+
+    from babelroom import protocol
+
+    state, total = new_state(), 0
+    for i in range(n):
+        p = who(f"Member{i:03d}", hear=("en", "es", "pt", "fr")[i % 4])
+        r = connect(state, p, f"c{i}")
+        state = r.state
+        for a in r.actions:
+            if isinstance(a, Welcome):
+                total += len(json.dumps(protocol.welcome(a.me, "r1", a.participants)))
+            elif isinstance(a, Joined):
+                total += len(json.dumps(protocol.joined(a.participant))) * len(participants(state))
+    return total
+
+
+def test_a_join_wave_costs_the_square_of_the_room_not_the_cube() -> None:
+    """Issue 11 measured 10 MB for a 60-member join wave with the full list sent on every change."""
+    small, big = wave_bytes(30), wave_bytes(60)
+    assert big < 1_000_000, big
+    assert big / small < 5  # doubling the room: x4 for quadratic growth, x8 for cubic

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 from fakes import (
@@ -14,6 +13,7 @@ from fakes import (
     FakeRoomStore,
     FakeSegments,
     FakeServiceClient,
+    World,
     room_service,
 )
 
@@ -21,17 +21,6 @@ import durable.room
 import durable.speaker
 from babelroom.ratelimit import RateLimiter
 from functions import deps, events
-
-
-@dataclass
-class World:
-    client: FakeDurableClient
-    broadcaster: FakeBroadcaster
-    service: FakeServiceClient
-    store: FakeRoomStore
-    interpreter: FakeInterpreter
-    segments: FakeSegments
-    queue: FakeQueue
 
 
 @pytest.fixture

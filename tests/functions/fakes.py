@@ -218,3 +218,14 @@ class FakeQueue:
 
     def send_message(self, content: str) -> None:
         self.messages.append(json.loads(content))
+
+
+@dataclass
+class World:
+    client: FakeDurableClient
+    broadcaster: FakeBroadcaster
+    service: FakeServiceClient
+    store: FakeRoomStore
+    interpreter: FakeInterpreter
+    segments: FakeSegments
+    queue: FakeQueue

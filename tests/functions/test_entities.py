@@ -7,8 +7,7 @@ import base64
 import json
 
 import pytest
-from conftest import World
-from fakes import EntityRecord, run_batch
+from fakes import EntityRecord, World, run_batch
 
 import durable.room
 from babelroom.presence import Limits

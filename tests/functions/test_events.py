@@ -8,7 +8,7 @@ import base64
 import json
 from typing import Any
 
-from conftest import World
+from fakes import World
 
 from babelroom.broadcaster import room_group
 from functions import events
