@@ -13,11 +13,11 @@ import os
 from aiohttp import web
 
 from ..adapters.storage import ensure
-from .durable import DurableEntities
-from .events import FunctionEventSink
+from .entities import DurableEntities
 from .gateway import Gateway
 from .host import FunctionHost, http_request
 from .queues import QueueListener
+from .webpubsub_trigger import FunctionEventSink
 
 log = logging.getLogger(__name__)
 
