@@ -1,0 +1,135 @@
+"""The file tree `azd deploy` ships for the function app: the repository with `.funcignore` applied.
+
+azd zips the service folder (azure.yaml: `project: .`) leaving out what `.funcignore` matches,
+with gitignore semantics as in Functions Core Tools (`func pack` / `func azure functionapp
+publish`), and always leaves out `local.settings.json` (Azure/azure-dev pull request #5383,
+Azure/azure-functions-core-tools issue #341). The remote build then installs requirements.txt.
+The twin loads the function app from this tree, so a module the package misses is missing in the
+twin too (issue 10).
+
+`python -m babelroom.twin.deploytree DEST` builds it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+ALWAYS_EXCLUDED = (".git", "local.settings.json")  # VCS metadata (a file in a worktree); azd drops the other
+
+
+@dataclass(frozen=True)
+class Rule:
+    regex: re.Pattern[str]
+    negate: bool
+    dir_only: bool
+
+
+def _glob(pattern: str) -> str:
+    """gitignore glob → regex over a slash-separated relative path."""
+    out, i = "", 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out, i = out + "(?:.*/)?", i + 3
+        elif pattern.startswith("/**", i) and i + 3 == len(pattern):
+            out, i = out + "/.*", i + 3
+        elif pattern.startswith("**", i):
+            out, i = out + ".*", i + 2
+        elif pattern[i] == "*":
+            out, i = out + "[^/]*", i + 1
+        elif pattern[i] == "?":
+            out, i = out + "[^/]", i + 1
+        elif pattern[i] == "[" and "]" in pattern[i + 1:]:
+            end = pattern.index("]", i + 1)
+            body = pattern[i + 1:end]
+            out += "[" + ("^" + body[1:] if body[:1] in "!^" and body else body) + "]"
+            i = end + 1
+        elif pattern[i] == "\\" and i + 1 < len(pattern):
+            out, i = out + re.escape(pattern[i + 1]), i + 2
+        else:
+            out, i = out + re.escape(pattern[i]), i + 1
+    return out
+
+
+def parse(text: str) -> list[Rule]:
+    """gitignore syntax: `#` comments, `!` negation, trailing `/` = directories only, a `/` elsewhere
+    anchors the pattern to the root, otherwise it matches a name at any depth."""
+    rules = []
+    for line in text.splitlines():
+        line = line.rstrip()
+        if not line or line.startswith("#"):
+            continue
+        negate = line.startswith("!")
+        if negate:
+            line = line[1:]
+        elif line.startswith("\\"):
+            line = line[1:]
+        dir_only = line.endswith("/")
+        line = line.rstrip("/")
+        if not line:
+            continue
+        anchored = "/" in line
+        line = line.lstrip("/")
+        rx = _glob(line)
+        rules.append(Rule(re.compile(("^" if anchored else "^(?:.*/)?") + rx + "$"), negate, dir_only))
+    return rules
+
+
+def ignored(rel: str, is_dir: bool, rules: list[Rule]) -> bool:
+    """Last matching rule wins, as in git."""
+    verdict = False
+    for r in rules:
+        if (is_dir or not r.dir_only) and r.regex.match(rel):
+            verdict = not r.negate
+    return verdict
+
+
+def files(root: Path = ROOT, ignore_file: str = ".funcignore") -> list[Path]:
+    """Relative paths of the files the package holds (an excluded folder is not entered, as in git)."""
+    spec = root / ignore_file
+    rules = parse(spec.read_text()) if spec.exists() else []
+    kept: list[Path] = []
+
+    def walk(folder: Path) -> None:
+        for p in sorted(folder.iterdir()):
+            rel = p.relative_to(root).as_posix()
+            is_dir = p.is_dir()
+            if p.name in ALWAYS_EXCLUDED or ignored(rel, is_dir, rules):
+                continue
+            if is_dir:
+                walk(p)
+            else:
+                kept.append(Path(rel))
+
+    walk(root)
+    return kept
+
+
+def build(dest: Path, root: Path = ROOT) -> Path:
+    """Copy the deployment package's files into `dest` (emptied first) and return it."""
+    dest = Path(dest)
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    for rel in files(root):
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(root / rel, target)
+    return dest
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m babelroom.twin.deploytree", description=__doc__)
+    ap.add_argument("dest", type=Path)
+    args = ap.parse_args(argv)
+    out = build(args.dest)
+    print(f"{len(files())} files → {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
