@@ -13,8 +13,11 @@ twin too (issue 10).
 from __future__ import annotations
 
 import argparse
+import importlib
+import os
 import re
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,6 +123,34 @@ def build(dest: Path, root: Path = ROOT) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(root / rel, target)
     return dest
+
+
+APP_PACKAGES = ("function_app", "functions", "durable")  # the function app's own top-level modules
+
+
+def _is_app_module(name: str) -> bool:
+    core = name == "babelroom" or (name.startswith("babelroom.") and not name.startswith("babelroom.twin"))
+    return core or any(name == p or name.startswith(p + ".") for p in APP_PACKAGES)
+
+
+def activate(tree: Path, root: Path = ROOT) -> None:
+    """From now on this process imports the function app, and the core it uses, from `tree` only,
+    while `babelroom.twin` (the host's own code, not deployed) keeps coming from the repository.
+
+    The tree goes first on sys.path and the repository leaves it; `babelroom.__path__` becomes the
+    tree's `babelroom/`, and `babelroom.twin` (imported already) keeps its own `__path__`. So
+    `import babelroom.engine` fails here exactly as on Azure. Call it before anything imports the
+    core or the function app (the twin's server imports the core: `babelroom.adapters.storage`)."""
+    import babelroom
+    import babelroom.twin  # noqa: F401  (pins the twin's own package to the repository)
+
+    early = sorted(m for m in sys.modules if _is_app_module(m) and m != "babelroom")
+    if early:
+        raise RuntimeError(f"already imported from the repository, cannot run from the deploy tree: {early}")
+    repo = os.path.realpath(root)
+    sys.path[:] = [str(tree)] + [p for p in sys.path if os.path.realpath(p or os.getcwd()) != repo]
+    babelroom.__path__[:] = [str(tree / "babelroom")]
+    importlib.invalidate_caches()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,6 +16,7 @@ import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import azure.functions as func
@@ -69,6 +70,7 @@ class FunctionHost:
     def __init__(self, app_module: str = "function_app", durable_base_url: str = "") -> None:
         module = importlib.import_module(app_module)
         self.app = module.app
+        self.root = Path(module.__file__ or ".").resolve().parent  # the app's folder: host.json lives here
         self.durable_base_url = durable_base_url
         self.functions: list[Registered] = []
         self.function_json: dict[str, dict[str, Any]] = {}
