@@ -221,3 +221,13 @@ async def test_real_user_event_error_survives_only_as_a_dict(app_host: Any) -> N
     assert broadcaster.sent and broadcaster.sent[0][0] == "conn1"
     _as_str(host, "on_chat")
     assert (await sink.user_event("rooms", "chat", ctx, {"text": 5}, "json")).ok  # lost
+
+
+def test_web_pubsub_functions_return_through_the_trigger_not_a_return_binding() -> None:
+    """The worker sends a generic trigger's return value as its implicit output and the extension's
+    trigger handles it (TriggerHandlesReturnValue): a `$return` binding would take the value away."""
+    meta = FunctionHost().function_json
+    wps = {n: m for n, m in meta.items() if any(b["type"] == "webPubSubTrigger" for b in m["bindings"])}
+    assert {"on_connect", "on_connected", "on_disconnected", "on_chat"} <= set(wps)
+    for name, m in wps.items():
+        assert not any(b["name"] == "$return" or b.get("direction", "").upper() == "OUT" for b in m["bindings"]), name
