@@ -125,6 +125,24 @@ def build(dest: Path, root: Path = ROOT) -> Path:
     return dest
 
 
+def prune_stale(folder: Path) -> None:
+    """Remove `host-<pid>` trees left by host processes that were killed before their cleanup."""
+    for d in folder.glob("host-*") if folder.exists() else []:
+        pid = d.name.removeprefix("host-")
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 APP_PACKAGES = ("function_app", "functions", "durable")  # the function app's own top-level modules
 
 

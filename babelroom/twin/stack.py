@@ -116,9 +116,10 @@ def serve(port: int) -> None:
     """Run the twin host in this process (settings already in os.environ)."""
     from aiohttp import web
 
-    from .deploytree import activate, build
+    from .deploytree import activate, build, prune_stale
 
     # the function app runs from the package azd would deploy: a module it misses fails here too
+    prune_stale(ROOT / ".run" / "deploy")
     tree = ROOT / ".run" / "deploy" / f"host-{os.getpid()}"
     atexit.register(shutil.rmtree, tree, True)
     activate(build(tree / "wwwroot"))

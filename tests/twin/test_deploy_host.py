@@ -5,6 +5,7 @@ a module the package misses is missing in the twin as on Azure, while the twin's
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -85,3 +86,12 @@ def test_activate_refuses_once_the_core_came_from_the_repo(tree: Path) -> None:
     run = subprocess.run([sys.executable, "-c", code, str(tree)], cwd=ROOT, capture_output=True, text=True,
                          timeout=120)
     assert run.stdout.startswith("refused") and "babelroom.protocol" in run.stdout
+
+
+def test_stale_trees_of_dead_hosts_are_pruned(tmp_path: Path) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / f"host-{dead.pid}").mkdir()
+    (tmp_path / f"host-{os.getpid()}").mkdir()
+    deploytree.prune_stale(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"host-{os.getpid()}"]
