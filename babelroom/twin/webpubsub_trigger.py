@@ -179,6 +179,19 @@ def _binary_data(value: Any) -> bytes | None:
     raise ValueError("Message should be string, please stringify object.")
 
 
+def _data_type(value: Any) -> str:
+    """`WebPubSubDataType`: Binary, Json, Text, in that order; a missing one is the enum's default,
+    Binary (UserEventResponse has no initialiser for it)."""
+    names = ("binary", "json", "text")
+    if value is None:
+        return "binary"
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(names):
+        return names[value]
+    if isinstance(value, str) and value.lower() in names:
+        return value.lower()
+    raise ValueError(f"Requested value '{value}' was not found.")
+
+
 def _merged_states(context_states: Mapping[str, Any], response: dict[str, Any]) -> dict[str, Any]:
     """`GetStatesFromJson` + `UpdateStates`: the response's `states` object overrides key by key."""
     merged = dict(context_states)
@@ -216,9 +229,7 @@ def extension_response(request_type: str, returned: Any, context_states: Mapping
             body = {k: response.get(k) for k in ("userId", "groups", "subprotocol", "roles")}
             return WebhookResponse(200, json.dumps(body).encode(), CONTENT_TYPES["json"], headers)
         data = _binary_data(response.get("data"))
-        data_type = str(response.get("dataType") or "text").lower()
-        if data_type not in CONTENT_TYPES:
-            raise ValueError(f"Requested value '{response.get('dataType')}' was not found.")
+        data_type = _data_type(response.get("dataType"))
         if data is None:  # `result.Content.Headers` on a response without content
             raise ValueError(NULL_REFERENCE)
         return WebhookResponse(200, data, CONTENT_TYPES[data_type], headers)

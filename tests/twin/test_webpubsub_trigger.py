@@ -111,7 +111,10 @@ def test_user_event_data_reply() -> None:
     assert (res.status, res.body, res.content_type) == (200, b"ack", "text/plain")
     got = wt.service_user_result(through("user", {"data": '{"a": 1}', "dataType": "json"}))
     assert got.data_type == "json" and json.loads(got.data) == {"a": 1}
-    assert through("user", {"data": "x"}).content_type == "text/plain"  # UserEventResponse's default
+    # no dataType: WebPubSubDataType's default member, Binary (UserEventResponse sets none)
+    assert through("user", {"data": "x"}).content_type == "application/octet-stream"
+    assert through("user", {"data": "x", "dataType": 2}).content_type == "text/plain"
+    assert through("user", {"data": "x", "dataType": "xml"}).status == 500
 
 
 def test_user_event_data_must_be_a_string() -> None:
