@@ -69,7 +69,7 @@ class RealtimeError(RuntimeError):
 
 def resample_16k_to_24k(pcm16: bytes) -> bytes:
     """Speaker frames are 16 kHz; the Realtime API takes 24 kHz PCM16."""
-    from babelroom.engine.audio import resample_pcm16
+    from babelroom.pcm import resample_pcm16
 
     return resample_pcm16(pcm16, INPUT_RATE, API_RATE)
 

@@ -13,11 +13,11 @@ import os
 from aiohttp import web
 
 from ..adapters.storage import ensure
-from .durable import DurableEntities
-from .events import FunctionEventSink
+from .entities import DurableEntities
 from .gateway import Gateway
 from .host import FunctionHost, http_request
 from .queues import QueueListener
+from .webpubsub_trigger import FunctionEventSink
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +29,12 @@ class Twin:
         self.host = FunctionHost(durable_base_url=base_url)
         self.entities = DurableEntities(self.host)
         self.queues = QueueListener(self.host)
-        self.gateway = Gateway(os.environ["WebPubSubConnectionString"], FunctionEventSink(self.host))
+        self.events = FunctionEventSink(self.host, os.environ["WebPubSubConnectionString"])
+        self.gateway = Gateway(os.environ["WebPubSubConnectionString"], self.events)
         self.app = web.Application(client_max_size=2 << 20)
         self.gateway.add_routes(self.app)  # before /api/{tail}: /api/hubs/* is the data plane
         self.entities.add_routes(self.app)
+        self.events.extension.add_routes(self.app)  # /runtime/webhooks/webpubsub, as the extension serves it
         self.app.router.add_route("*", "/{tail:.*}", self._http)
         self.app.on_startup.append(self._startup)
         self.app.on_cleanup.append(self._cleanup)

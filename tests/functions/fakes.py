@@ -1,7 +1,7 @@
 """Fakes for function-level tests: the durable client, the broadcasters, the room store, the
 segment store and queue, and the interpreter. Each records what it was asked, so a test checks
 what a handler *did*; the entity functions themselves run for real, through the batch JSON the
-Durable extension passes (see babelroom/twin/durable.py, which builds the same JSON).
+Durable extension passes (see babelroom/twin/entities.py, which builds the same JSON).
 """
 
 from __future__ import annotations
