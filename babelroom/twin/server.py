@@ -12,7 +12,8 @@ import os
 
 from aiohttp import web
 
-from ..adapters.storage import ensure
+from ..adapters.storage import init as init_storage
+from ..config import Settings
 from .durable import DurableEntities
 from .events import FunctionEventSink
 from .gateway import Gateway
@@ -38,9 +39,7 @@ class Twin:
         self.app.on_cleanup.append(self._cleanup)
 
     async def _startup(self, _app: web.Application) -> None:
-        s = os.environ
-        ensure(s, ["rooms", s.get("SEGMENTS_CONTAINER", "segments"), s.get("TRANSCRIPTS_CONTAINER", "transcripts")],
-               [s.get("SEGMENT_QUEUE", "segments")])
+        init_storage(Settings.from_env())  # exactly what config.py declares (= Bicep), nothing more
         await self.queues.start()
 
     async def _cleanup(self, _app: web.Application) -> None:

@@ -111,6 +111,7 @@ module storage 'modules/storage.bicep' = {
     location: location
     tags: tags
     deploymentContainerName: 'app-package-${take(functionAppName, 32)}'
+    roomsContainerName: 'rooms'
     segmentsContainerName: 'segments'
     transcriptsContainerName: 'transcripts'
     segmentQueueName: 'segments'
@@ -206,6 +207,7 @@ var codeSettings = {
   REALTIME_MODEL: realtimeModelName
   REALTIME_TRANSCRIPTION_MODEL: 'whisper-1'
   REALTIME_VOICE: 'alloy'
+  ROOMS_CONTAINER: storage.outputs.roomsContainerName
   SEGMENTS_CONTAINER: storage.outputs.segmentsContainerName
   TRANSCRIPTS_CONTAINER: storage.outputs.transcriptsContainerName
   SEGMENT_QUEUE: storage.outputs.segmentQueueName
