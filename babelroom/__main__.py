@@ -26,7 +26,7 @@ def storage(argv: list[str]) -> int:
                                  description="Create the blob containers and queues babelroom uses.")
     ap.add_argument("action", choices=["init", "list"])
     ap.add_argument("--settings", type=Path, default=Path("local.settings.json"),
-                    help="local.settings.json whose Values apply under the environment (default: ./local.settings.json)")
+                    help="settings file whose Values apply under the environment (default: ./local.settings.json)")
     args = ap.parse_args(argv)
     from .config import Settings
 
