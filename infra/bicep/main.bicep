@@ -45,9 +45,6 @@ param realtimeModelVersion string = '2025-08-28'
 @minValue(1)
 param realtimeCapacity int = 50
 
-@description('Azure OpenAI data-plane API version the translator uses for realtime sessions.')
-param openAiApiVersion string = '2025-08-28'
-
 @description('Free_F1 ($0, 20 connections) for trials; Standard_S1 for real rooms.')
 @allowed([
   'Free_F1'
@@ -203,7 +200,6 @@ var codeSettings = {
   TRANSLATOR_PROVIDER: 'azure'
   AZURE_OPENAI_ENDPOINT: openAi.outputs.endpoint
   AZURE_OPENAI_DEPLOYMENT: openAi.outputs.deploymentName
-  AZURE_OPENAI_API_VERSION: openAiApiVersion
   REALTIME_MODEL: realtimeModelName
   REALTIME_TRANSCRIPTION_MODEL: 'whisper-1'
   REALTIME_VOICE: 'alloy'
@@ -264,6 +260,5 @@ output WEBPUBSUB_HUB string = webPubSubHub.outputs.name
 output ACS_ENDPOINT string = communication.outputs.endpoint
 output AZURE_OPENAI_ENDPOINT string = openAi.outputs.endpoint
 output AZURE_OPENAI_DEPLOYMENT string = openAi.outputs.deploymentName
-output AZURE_OPENAI_API_VERSION string = openAiApiVersion
 output REALTIME_MODEL string = realtimeModelName
 output APPLICATIONINSIGHTS_CONNECTION_STRING string = monitoring.outputs.applicationInsightsConnectionString
