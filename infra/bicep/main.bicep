@@ -41,6 +41,16 @@ param realtimeModelName string = 'gpt-realtime'
 @description('Version of realtimeModelName.')
 param realtimeModelVersion string = '2025-08-28'
 
+@description('Transcription model for what speakers say; deployed under its own name, which REALTIME_TRANSCRIPTION_MODEL carries.')
+param transcriptionModelName string = 'gpt-4o-mini-transcribe'
+
+@description('Version of transcriptionModelName.')
+param transcriptionModelVersion string = '2025-03-20'
+
+@description('GlobalStandard capacity of the transcription deployment in thousands of tokens per minute.')
+@minValue(1)
+param transcriptionCapacity int = 50
+
 @description('GlobalStandard capacity of the realtime deployment in thousands of tokens per minute; one speaker translated into one language uses ~5K TPM.')
 @minValue(1)
 param realtimeCapacity int = 50
@@ -72,6 +82,7 @@ var tags = {
 var functionAppName = '${abbrs.webSitesFunctions}${resourceToken}'
 var webPubSubHubName = 'rooms'
 var realtimeDeploymentName = realtimeModelName
+var transcriptionDeploymentName = transcriptionModelName
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: '${abbrs.resourcesResourceGroups}${environmentName}'
@@ -148,6 +159,10 @@ module openAi 'modules/openai.bicep' = {
     modelName: realtimeModelName
     modelVersion: realtimeModelVersion
     capacity: realtimeCapacity
+    transcriptionDeploymentName: transcriptionDeploymentName
+    transcriptionModelName: transcriptionModelName
+    transcriptionModelVersion: transcriptionModelVersion
+    transcriptionCapacity: transcriptionCapacity
   }
 }
 
@@ -200,8 +215,8 @@ var codeSettings = {
   TRANSLATOR_PROVIDER: 'azure'
   AZURE_OPENAI_ENDPOINT: openAi.outputs.endpoint
   AZURE_OPENAI_DEPLOYMENT: openAi.outputs.deploymentName
-  REALTIME_MODEL: realtimeModelName
-  REALTIME_TRANSCRIPTION_MODEL: 'whisper-1'
+  REALTIME_MODEL: openAi.outputs.deploymentName
+  REALTIME_TRANSCRIPTION_MODEL: openAi.outputs.transcriptionDeploymentName
   REALTIME_VOICE: 'alloy'
   ROOMS_CONTAINER: storage.outputs.roomsContainerName
   SEGMENTS_CONTAINER: storage.outputs.segmentsContainerName
@@ -260,5 +275,6 @@ output WEBPUBSUB_HUB string = webPubSubHub.outputs.name
 output ACS_ENDPOINT string = communication.outputs.endpoint
 output AZURE_OPENAI_ENDPOINT string = openAi.outputs.endpoint
 output AZURE_OPENAI_DEPLOYMENT string = openAi.outputs.deploymentName
-output REALTIME_MODEL string = realtimeModelName
+output REALTIME_MODEL string = openAi.outputs.deploymentName
+output REALTIME_TRANSCRIPTION_MODEL string = openAi.outputs.transcriptionDeploymentName
 output APPLICATIONINSIGHTS_CONNECTION_STRING string = monitoring.outputs.applicationInsightsConnectionString

@@ -305,3 +305,16 @@ async def test_the_engine_refuses_the_preview_azure_url(base: str) -> None:
         for query in ("?model=gpt-realtime&api-version=2025-08-28", "?deployment=gpt-realtime", ""):
             async with http.get(base + "/openai/v1/realtime" + query) as r:
                 assert r.status == 400, query
+
+
+async def test_the_engine_accepts_the_deployed_transcription_model(base: str) -> None:
+    """Bicep deploys gpt-4o-mini-transcribe and the settings carry it (defect 5): the twin takes it."""
+    tr = azure(base)
+    assert tr.transcription_model == "gpt-4o-mini-transcribe"  # the default, = the Bicep deployment
+    async with tr.client.realtime.connect(model=tr.model) as conn:
+        assert (await conn.recv()).type == "session.created"
+        await conn.session.update(session={"type": "realtime", "audio": {"input": {
+            "transcription": {"model": tr.transcription_model, "language": "es"}}}})
+        ev = await conn.recv()
+        assert ev.type == "session.updated", ev
+        assert ev.session.audio.input.transcription.model == "gpt-4o-mini-transcribe"
