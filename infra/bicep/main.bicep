@@ -1,6 +1,6 @@
 // babelroom on Azure, provisioned by `azd up` (azure.yaml at the repository root).
 //
-//   browsers ── WebSocket ──> Web PubSub (hub "rooms") ── event handler ──> Function App (Flex Consumption)
+//   browsers ── WebSocket ──> Web PubSub (hub "rooms") ── event handler (azd postdeploy hook) ──> Function App
 //   Function App ──> Durable speaker entity (Storage) ──> queue "segments" ──> translator ──> Azure OpenAI realtime
 //   Function App ──> ACS Rooms + Identity (room lifetime, roles, calling tokens)
 //
@@ -135,6 +135,7 @@ module webPubSub 'modules/webpubsub.bicep' = {
     tags: tags
     sku: webPubSubSku
     capacity: webPubSubCapacity
+    identityId: identity.outputs.id
   }
 }
 
@@ -247,17 +248,10 @@ module functionApp 'modules/function-app.bicep' = {
   ]
 }
 
-module webPubSubHub 'modules/webpubsub-hub.bicep' = {
-  name: 'webpubsub-hub'
-  scope: rg
-  params: {
-    webPubSubName: webPubSub.outputs.name
-    hubName: webPubSubHubName
-    functionAppName: functionApp.outputs.name
-    functionAppHostName: functionApp.outputs.defaultHostName
-    systemKeyName: functionApp.outputs.webPubSubSystemKeyName
-  }
-}
+// The hub "rooms" and its event handler are configured after deploy by infra/hooks/postdeploy.sh
+// (azure.yaml `postdeploy`): the handler URL needs the function app's webpubsub_extension system
+// key, which exists only once the deployed host has started. Not declared here on purpose, so a
+// later `azd provision` cannot reset the handler the hook set.
 
 // ---- outputs (azd stores them in .azure/<env>/.env) -------------------------------------------
 output AZURE_LOCATION string = location
@@ -271,7 +265,8 @@ output SERVICE_API_NAME string = functionApp.outputs.name
 output SERVICE_API_URI string = functionApp.outputs.uri
 output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output WEBPUBSUB_ENDPOINT string = webPubSub.outputs.endpoint
-output WEBPUBSUB_HUB string = webPubSubHub.outputs.name
+output WEBPUBSUB_HUB string = webPubSubHubName
+output WEBPUBSUB_NAME string = webPubSub.outputs.name
 output ACS_ENDPOINT string = communication.outputs.endpoint
 output AZURE_OPENAI_ENDPOINT string = openAi.outputs.endpoint
 output AZURE_OPENAI_DEPLOYMENT string = openAi.outputs.deploymentName
