@@ -1,6 +1,6 @@
 """The composition root: Settings read once per worker process, adapters built from it.
 
-No adapter reads os.environ; both hosts (Azure, the twin) call these same builders.
+No adapter reads the process environment; both hosts (Azure, the twin) call these same builders.
 """
 
 from __future__ import annotations
