@@ -41,7 +41,7 @@ def storage(argv: list[str]) -> int:
 
     where = f"account {s.storage_account}" if s.storage_account else "AzureWebJobsStorage"
     try:
-        created = init(s)
+        created = init(s, retry_total=2, initial_backoff=1, increment_base=2)
     except Exception as e:  # unreachable Azurite, no role: say what to fix, not a traceback
         print(f"storage init against {where} failed: {type(e).__name__}: {e}", file=sys.stderr)
         return 1

@@ -36,11 +36,12 @@ def _settings(s: Settings | Mapping[str, str]) -> Settings:
     return s if isinstance(s, Settings) else Settings.from_env(s)
 
 
-def blob_service(settings: Settings | Mapping[str, str]) -> BlobServiceClient:
+def blob_service(settings: Settings | Mapping[str, str], **client_kwargs: Any) -> BlobServiceClient:
     s = _settings(settings)
     if s.storage_account:
-        return BlobServiceClient(f"https://{s.storage_account}.blob.core.windows.net", credential=credential(s))
-    return BlobServiceClient.from_connection_string(connection_string(s.storage))
+        return BlobServiceClient(f"https://{s.storage_account}.blob.core.windows.net", credential=credential(s),
+                                 **client_kwargs)
+    return BlobServiceClient.from_connection_string(connection_string(s.storage), **client_kwargs)
 
 
 def aio_blob_service(settings: Settings | Mapping[str, str]) -> AioBlobServiceClient:
@@ -51,12 +52,13 @@ def aio_blob_service(settings: Settings | Mapping[str, str]) -> AioBlobServiceCl
     return AioBlobServiceClient.from_connection_string(connection_string(s.storage))
 
 
-def queue_client(settings: Settings | Mapping[str, str], name: str) -> QueueClient:
+def queue_client(settings: Settings | Mapping[str, str], name: str, **client_kwargs: Any) -> QueueClient:
     """Base64 messages, as the Functions queue trigger expects by default."""
     s = _settings(settings)
     kw: dict[str, Any] = {
         "message_encode_policy": TextBase64EncodePolicy(),
         "message_decode_policy": TextBase64DecodePolicy(),
+        **client_kwargs,
     }
     if s.storage_account:
         url = f"https://{s.storage_account}.queue.core.windows.net"
@@ -64,14 +66,15 @@ def queue_client(settings: Settings | Mapping[str, str], name: str) -> QueueClie
     return QueueClient.from_connection_string(connection_string(s.storage), name, **kw)
 
 
-def init(settings: Settings) -> list[str]:
+def init(settings: Settings, **client_kwargs: Any) -> list[str]:
     """Create every container and queue of `settings` (config.py declares them); return what was new.
 
     Idempotent. In Azure Bicep has created them already; the twin and `func start` against
-    Azurite call this (`python -m babelroom storage init`).
+    Azurite call this (`python -m babelroom storage init`). `client_kwargs` go to the SDK clients
+    (the CLI passes a small `retry_total` so a stopped Azurite fails in seconds, not minutes).
     """
     created: list[str] = []
-    svc = blob_service(settings)
+    svc = blob_service(settings, **client_kwargs)
     for c in settings.containers:
         try:
             svc.create_container(c)
@@ -80,7 +83,7 @@ def init(settings: Settings) -> list[str]:
             pass
     for q in settings.queues:
         try:
-            queue_client(settings, q).create_queue()
+            queue_client(settings, q, **client_kwargs).create_queue()
             created.append(f"queue {q}")
         except ResourceExistsError:
             pass

@@ -197,3 +197,13 @@ def test_the_twin_creates_exactly_the_declared_storage(fresh_azurite: str, tmp_p
     finally:
         stop(proc)
         log.close()
+
+
+def test_storage_init_says_what_is_wrong_when_azurite_is_down(tmp_path: Path) -> None:
+    closed = twin_stack.free_port()  # nothing listens there
+    env = {k: v for k, v in os.environ.items() if k not in SETTINGS}
+    env["AzureWebJobsStorage"] = twin_stack.azurite_connection_string(closed, closed, closed)
+    out = subprocess.run([sys.executable, "-m", "babelroom", "storage", "init", "--settings", str(tmp_path / "x")],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1
+    assert "storage init against AzureWebJobsStorage failed" in out.stderr and "Traceback" not in out.stderr
