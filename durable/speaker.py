@@ -14,15 +14,14 @@ carries only {turn, seq, pcm}, the pcm being the client's base64 text, stored wi
 from __future__ import annotations
 
 import json
-import os
 from functools import cache
 from typing import Any
 
 import azure.durable_functions as df
 
 from babelroom.adapters.storage import SegmentStore, blob_service, queue_client
-from babelroom.config import Settings
 from babelroom.segmenter import ClosedSegment, Outcome, Segmenter, Spill, new_state
+from functions import deps
 
 bp = df.Blueprint()
 segmenter = Segmenter()
@@ -31,12 +30,12 @@ WHO = ("room", "userId", "name", "language")
 
 @cache
 def _segments() -> SegmentStore:
-    return SegmentStore(blob_service(os.environ), Settings.from_env().segments_container)
+    return SegmentStore(blob_service(deps.settings()), deps.settings().segments_container)
 
 
 @cache
 def _queue() -> Any:
-    return queue_client(os.environ, Settings.from_env().segment_queue)
+    return queue_client(deps.settings(), deps.settings().segment_queue)
 
 
 def _apply(state: dict[str, Any], op: str, data: dict[str, Any]) -> Outcome:

@@ -1,8 +1,10 @@
-"""Adapters built once per worker process from settings; both hosts call the same builders."""
+"""The composition root: Settings read once per worker process, adapters built from it.
+
+No adapter reads the process environment; both hosts (Azure, the twin) call these same builders.
+"""
 
 from __future__ import annotations
 
-import os
 from functools import cache
 from typing import Any
 
@@ -21,24 +23,24 @@ def settings() -> Settings:
 
 @cache
 def broadcaster() -> WebPubSubBroadcaster:
-    return WebPubSubBroadcaster(service_client(os.environ))
+    return WebPubSubBroadcaster(service_client(settings()))
 
 
 @cache
 def blob_service() -> Any:
-    return aio_blob_service(os.environ)
+    return aio_blob_service(settings())
 
 
 @cache
 def room_store() -> BlobRoomStore:
-    return BlobRoomStore(blob_service())
+    return BlobRoomStore(blob_service(), settings().rooms_container)
 
 
 def _identity() -> IdentityProvider:
     if settings().room_service == "acs":
         from babelroom.adapters.acs import from_settings
 
-        acs = from_settings(os.environ)
+        acs = from_settings(settings().values)
         if acs is None:
             raise RuntimeError("ROOM_SERVICE=acs needs ACS_ENDPOINT or ACS_CONNECTION_STRING")
         return acs  # type: ignore[return-value]
@@ -72,7 +74,7 @@ def translator() -> Any:
     try:
         from babelroom.adapters.realtime import RealtimeTranslator
 
-        return RealtimeTranslator.from_settings(os.environ)
+        return RealtimeTranslator.from_settings(settings())
     except Exception as e:  # misconfiguration must show in /api/health and in captions
         return UnavailableTranslator(f"translator unavailable: {type(e).__name__}: {e}")
 

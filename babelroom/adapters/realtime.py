@@ -1,7 +1,8 @@
 """Translator port over the OpenAI Realtime API, through the official openai SDK only.
 
-The same code serves Azure OpenAI (gpt-4o-realtime deployment, key or Entra ID), OpenAI, and
-the twin's local engine (`python -m babelroom.engine.server`): only settings change. One
+The same code serves Azure OpenAI (GA v1 API: `wss://<resource>.openai.azure.com/openai/v1/realtime
+?model=<deployment>`, no api-version, Entra ID bearer token), OpenAI, and the twin's local engine
+(`python -m babelroom.engine.server`, which refuses the retired preview URL shape): only settings change. One
 realtime session per segment and target language. The target language travels in the typed
 `response.metadata` (read by the local engine) and in the instructions (read by GPT-4o).
 """
@@ -14,26 +15,26 @@ import os
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
+from babelroom.config import Settings
 from babelroom.translator import INPUT_RATE, OUTPUT_RATE, Output, SourceText, TranslatedAudio, TranslatedText
 
 # name -> meaning; the config contract test reads this.
 SETTINGS: dict[str, str] = {
     "TRANSLATOR_PROVIDER": "'local' (twin engine), 'openai' or 'azure'",
     "REALTIME_MODEL": "realtime model name (default gpt-realtime; Azure: used as deployment if none set)",
-    "REALTIME_TRANSCRIPTION_MODEL": "input transcription model (default whisper-1)",
+    "REALTIME_TRANSCRIPTION_MODEL": "input transcription model; on Azure a deployment (gpt-4o-mini-transcribe)",
     "REALTIME_VOICE": "output voice for GPT-4o (default alloy; the local engine picks its own)",
     "OPENAI_BASE_URL": "base URL: the local engine (http://127.0.0.1:7073/v1) or OpenAI",
     "OPENAI_API_KEY": "OpenAI key (provider openai; ignored by the local engine)",
     "AZURE_OPENAI_ENDPOINT": "https://<resource>.openai.azure.com (provider azure)",
     "AZURE_OPENAI_DEPLOYMENT": "deployment of gpt-4o-realtime / gpt-realtime",
-    "AZURE_OPENAI_API_VERSION": "Azure OpenAI API version for realtime",
     "AZURE_OPENAI_API_KEY": "key; unset = Entra ID (managed identity)",
     "AZURE_CLIENT_ID": "client id of the user-assigned managed identity (Entra ID auth)",
 }
 
 DEFAULT_MODEL = "gpt-realtime"
 DEFAULT_LOCAL_URL = "http://127.0.0.1:7073/v1"
-DEFAULT_AZURE_API_VERSION = "2025-08-28"
+DEFAULT_TRANSCRIPTION_MODEL = "gpt-4o-mini-transcribe"
 API_RATE = 24_000
 CHUNK_MS = 200
 AZURE_SCOPE = "https://cognitiveservices.azure.com/.default"
@@ -78,7 +79,7 @@ class RealtimeTranslator:
     """Implements babelroom.translator.Translator with `client.realtime.connect`."""
 
     def __init__(self, client: Any, model: str = DEFAULT_MODEL, *, provider: str = "local",
-                 transcription_model: str = "whisper-1", voice: str = "alloy",
+                 transcription_model: str = DEFAULT_TRANSCRIPTION_MODEL, voice: str = "alloy",
                  timeout: float = 60.0) -> None:
         self.client = client
         self.model = model
@@ -89,13 +90,16 @@ class RealtimeTranslator:
 
     # -- construction --------------------------------------------------------------------------
     @classmethod
-    def from_settings(cls, env: Mapping[str, str] | None = None) -> RealtimeTranslator:
-        e: Mapping[str, str] = os.environ if env is None else env
+    def from_settings(cls, settings: Settings | Mapping[str, str] | None = None, *,
+                      credential: Any = None) -> RealtimeTranslator:
+        """From the composition root's Settings; `credential` overrides the Entra ID one (tests)."""
+        e: Mapping[str, str] = (settings.values if isinstance(settings, Settings)
+                                else os.environ if settings is None else settings)
         provider = (e.get("TRANSLATOR_PROVIDER") or "local").lower()
         model = e.get("REALTIME_MODEL") or DEFAULT_MODEL
         kwargs = {
             "provider": provider,
-            "transcription_model": e.get("REALTIME_TRANSCRIPTION_MODEL") or "whisper-1",
+            "transcription_model": e.get("REALTIME_TRANSCRIPTION_MODEL") or DEFAULT_TRANSCRIPTION_MODEL,
             "voice": e.get("REALTIME_VOICE") or "alloy",
         }
         if provider == "local":
@@ -110,7 +114,7 @@ class RealtimeTranslator:
                 raise ValueError("TRANSLATOR_PROVIDER=openai needs OPENAI_API_KEY")
             client = AsyncOpenAI(api_key=key, base_url=e.get("OPENAI_BASE_URL") or None)
         elif provider == "azure":
-            client = _azure_client(e)
+            client = _azure_client(e, credential)
             model = e.get("AZURE_OPENAI_DEPLOYMENT") or model
         else:
             raise ValueError(f"TRANSLATOR_PROVIDER must be local, openai or azure, not {provider!r}")
@@ -283,35 +287,31 @@ def _output_text(response: Any) -> str:
     return ""
 
 
-def _azure_client(e: Mapping[str, str]) -> Any:
-    """AsyncAzureOpenAI with a key, or Entra ID (managed identity) when no key is set.
+def _azure_client(e: Mapping[str, str], credential: Any = None) -> Any:
+    """Azure OpenAI's GA v1 API through the plain OpenAI client (not AsyncAzureOpenAI).
 
-    The SDK always uses wss:// for Azure realtime unless `websocket_base_url` is given, so an
-    http:// endpoint (the twin's engine in Azure style) gets an explicit ws:// base.
+    `AsyncAzureOpenAI(api_version=..., azure_deployment=...)` builds the retired preview URL
+    (`/openai/realtime?api-version=...&deployment=...`). The v1 API is the OpenAI shape under
+    `/openai/v1`: the SDK connects to `<base_url>/realtime?model=<deployment>` (ws:// for http://,
+    wss:// for https://) and sends `Authorization: Bearer <token>`, the token coming from the
+    async provider passed as `api_key` and refreshed by the SDK before each connect.
     """
-    from openai import AsyncAzureOpenAI
+    from openai import AsyncOpenAI
 
-    endpoint = e.get("AZURE_OPENAI_ENDPOINT")
+    endpoint = (e.get("AZURE_OPENAI_ENDPOINT") or "").rstrip("/")
     if not endpoint:
         raise ValueError("TRANSLATOR_PROVIDER=azure needs AZURE_OPENAI_ENDPOINT")
-    kwargs: dict[str, Any] = {
-        "azure_endpoint": endpoint,
-        "api_version": e.get("AZURE_OPENAI_API_VERSION") or DEFAULT_AZURE_API_VERSION,
-    }
-    if e.get("AZURE_OPENAI_DEPLOYMENT"):
-        kwargs["azure_deployment"] = e["AZURE_OPENAI_DEPLOYMENT"]
-    if endpoint.startswith("http://"):
-        kwargs["websocket_base_url"] = "ws://" + endpoint[len("http://"):].rstrip("/") + "/openai"
     key = e.get("AZURE_OPENAI_API_KEY")
     if key:
-        kwargs["api_key"] = key
-    else:
-        from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential, get_bearer_token_provider
+        return AsyncOpenAI(base_url=f"{endpoint}/openai/v1", api_key=key)
+    from azure.identity.aio import get_bearer_token_provider
 
-        client_id = e.get("AZURE_CLIENT_ID")
+    if credential is None:
+        from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
+
+        client_id = e.get("AZURE_CLIENT_ID")  # the app's identity in Azure; a laptop uses az login
         credential = ManagedIdentityCredential(client_id=client_id) if client_id else DefaultAzureCredential()
-        kwargs["azure_ad_token_provider"] = get_bearer_token_provider(credential, AZURE_SCOPE)
-    return AsyncAzureOpenAI(**kwargs)
+    return AsyncOpenAI(base_url=f"{endpoint}/openai/v1", api_key=get_bearer_token_provider(credential, AZURE_SCOPE))
 
 
 __all__ = ["SETTINGS", "RealtimeError", "RealtimeTranslator", "OUTPUT_RATE"]

@@ -10,16 +10,19 @@ from typing import Any
 
 from azure.messaging.webpubsubservice.aio import WebPubSubServiceClient
 
+from ..config import Settings
+from .credentials import credential
 
-def service_client(env: Mapping[str, str]) -> WebPubSubServiceClient:
-    hub = env.get("WEBPUBSUB_HUB", "rooms")
-    conn = env.get("WebPubSubConnectionString")
+
+def service_client(settings: Settings | Mapping[str, str]) -> WebPubSubServiceClient:
+    """Key auth when the connection string has an AccessKey (twin, gateway); else Entra ID."""
+    s = settings if isinstance(settings, Settings) else Settings.from_env(settings)
+    conn = s.webpubsub_connection_string
     if conn and "AccessKey=" in conn:
-        return WebPubSubServiceClient.from_connection_string(conn, hub=hub)
-    from azure.identity.aio import ManagedIdentityCredential
-
-    cred = ManagedIdentityCredential(client_id=env.get("AZURE_CLIENT_ID") or None)
-    return WebPubSubServiceClient(endpoint=env["WEBPUBSUB_ENDPOINT"], hub=hub, credential=cred)
+        return WebPubSubServiceClient.from_connection_string(conn, hub=s.hub)
+    if not s.webpubsub_endpoint:
+        raise ValueError("Web PubSub needs WebPubSubConnectionString (with AccessKey) or WEBPUBSUB_ENDPOINT")
+    return WebPubSubServiceClient(endpoint=s.webpubsub_endpoint, hub=s.hub, credential=credential(s, aio=True))
 
 
 def sync_service_client(env: Mapping[str, str]) -> Any:

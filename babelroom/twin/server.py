@@ -12,7 +12,8 @@ import os
 
 from aiohttp import web
 
-from ..adapters.storage import ensure
+from ..adapters.storage import init as init_storage
+from ..config import Settings
 from .entities import DurableEntities
 from .gateway import Gateway
 from .host import FunctionHost, http_request
@@ -40,9 +41,7 @@ class Twin:
         self.app.on_cleanup.append(self._cleanup)
 
     async def _startup(self, _app: web.Application) -> None:
-        s = os.environ
-        ensure(s, ["rooms", s.get("SEGMENTS_CONTAINER", "segments"), s.get("TRANSCRIPTS_CONTAINER", "transcripts")],
-               [s.get("SEGMENT_QUEUE", "segments")])
+        init_storage(Settings.from_env())  # exactly what config.py declares (= Bicep), nothing more
         await self.queues.start()
 
     async def _cleanup(self, _app: web.Application) -> None:

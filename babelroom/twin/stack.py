@@ -106,8 +106,10 @@ def twin_settings(port: int, engine_url: str, storage: str) -> dict[str, str]:
     }
     local = ROOT / "local.settings.json"
     if local.exists():
+        # not its WebPubSubConnectionString: that names the gateway beside `func start`; here the
+        # twin host itself is the Web PubSub service, on its own port
         values.update({k: v for k, v in json.loads(local.read_text()).get("Values", {}).items()
-                       if v and "<" not in v})
+                       if v and "<" not in v and k != "WebPubSubConnectionString"})
     values.update({k: os.environ[k] for k in values if k in os.environ})
     return values
 
