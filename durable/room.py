@@ -10,7 +10,6 @@ Durable may replay a batch: deltas are upserts/removals by userId, so a repeat c
 from __future__ import annotations
 
 import logging
-import os
 from functools import cache
 from typing import Any
 
@@ -20,6 +19,7 @@ from babelroom import presence, protocol
 from babelroom.adapters.webpubsub import sync_service_client
 from babelroom.broadcaster import room_group
 from babelroom.presence import Joined, Left, Refused, Renamed, Welcome
+from functions import deps
 
 bp = df.Blueprint()
 log = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ limits = presence.Limits()
 
 @cache
 def _client() -> Any:
-    return sync_service_client(os.environ)
+    return sync_service_client(deps.settings())
 
 
 def _perform(room_id: str, action: presence.Action) -> None:

@@ -25,18 +25,17 @@ def service_client(settings: Settings | Mapping[str, str]) -> WebPubSubServiceCl
     return WebPubSubServiceClient(endpoint=s.webpubsub_endpoint, hub=s.hub, credential=credential(s, aio=True))
 
 
-def sync_service_client(env: Mapping[str, str]) -> Any:
+def sync_service_client(settings: Settings | Mapping[str, str]) -> Any:
     """The blocking client, for entity functions (sync by the Durable SDK's contract)."""
     from azure.messaging.webpubsubservice import WebPubSubServiceClient as SyncClient
 
-    hub = env.get("WEBPUBSUB_HUB", "rooms")
-    conn = env.get("WebPubSubConnectionString")
+    s = settings if isinstance(settings, Settings) else Settings.from_env(settings)
+    conn = s.webpubsub_connection_string
     if conn and "AccessKey=" in conn:
-        return SyncClient.from_connection_string(conn, hub=hub)
-    from azure.identity import ManagedIdentityCredential
-
-    cred = ManagedIdentityCredential(client_id=env.get("AZURE_CLIENT_ID") or None)
-    return SyncClient(endpoint=env["WEBPUBSUB_ENDPOINT"], hub=hub, credential=cred)
+        return SyncClient.from_connection_string(conn, hub=s.hub)
+    if not s.webpubsub_endpoint:
+        raise ValueError("Web PubSub needs WebPubSubConnectionString (with AccessKey) or WEBPUBSUB_ENDPOINT")
+    return SyncClient(endpoint=s.webpubsub_endpoint, hub=s.hub, credential=credential(s))
 
 
 class WebPubSubBroadcaster:
