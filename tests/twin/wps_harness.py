@@ -110,14 +110,14 @@ class RecordingSink:
 class Server:
     """Gateway mounted in an aiohttp app on a free port, served from a background loop thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, sink: Any = None) -> None:
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.cs = f"Endpoint={self.endpoint};AccessKey={KEY};Version=1.0;"
         self.sink = RecordingSink()
-        self.gateway = Gateway(self.cs, self.sink)
+        self.gateway = Gateway(self.cs, sink if sink is not None else self.sink)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()

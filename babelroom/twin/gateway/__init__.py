@@ -24,6 +24,8 @@ from .upstream import (
     ConnectResult,
     EchoSink,
     EventSink,
+    HttpUpstream,
+    UpstreamValidationError,
     UserEventResult,
 )
 from .wire import (
@@ -60,5 +62,7 @@ __all__ = [
     "EchoSink",
     "EventSink",
     "Gateway",
+    "HttpUpstream",
+    "UpstreamValidationError",
     "UserEventResult",
 ]

@@ -10,13 +10,14 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+import urllib.parse
 
 from aiohttp import web
 
 from babelroom.twin.wpsauth import parse_connection_string, sign_client_token
 
 from .core import Gateway
-from .upstream import EchoSink, EventSink
+from .upstream import EchoSink, EventSink, HttpUpstream
 
 DEFAULT_KEY = "twin-local-access-key-0123456789abcdef"
 
@@ -37,14 +38,11 @@ def main(argv: list[str] | None = None) -> None:
     parsed = parse_connection_string(cs)
     sink: EventSink = EchoSink()
     if args.upstream:
-        from .upstream import HttpUpstream
-
-        sink = HttpUpstream(args.upstream, [parsed.access_key])
+        origin = urllib.parse.urlsplit(parsed.endpoint).hostname or args.host
+        sink = HttpUpstream(args.upstream, [parsed.access_key], origin=origin)
     gateway = Gateway(cs, sink)
     app = web.Application()
     gateway.add_routes(app)
-    if args.upstream:
-        app.on_cleanup.append(lambda _app: sink.close())  # type: ignore[attr-defined]
     token = sign_client_token(
         parsed.key_bytes, f"{parsed.endpoint}/client/hubs/{args.hub}", user_id="manual", minutes_to_expire=600
     )

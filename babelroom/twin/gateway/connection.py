@@ -170,6 +170,7 @@ class Connection:
             signature=self.signature,
             headers=self.headers,
             states=dict(self.states),
+            subprotocol=self.subprotocol,
         )
 
     def can_join_leave(self, group: str) -> bool:

@@ -76,6 +76,9 @@ class Gateway(ClientEndpoint, RestDataPlane):
         self._hubs.clear()
         for task in list(self._tasks):
             task.cancel()
+        close = getattr(self.sink, "close", None)  # HttpUpstream owns an HTTP session
+        if close is not None:
+            await close()
 
 
     # ------------------------------------------------------------------ inspection (tests, host)
