@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import socket
 import time
@@ -18,6 +19,7 @@ from wps_harness import (
     JOIN,
     JSON_SUB,
     RELIABLE_SUB,
+    SEND,
     Client,
     Server,
     collect_clients,
@@ -246,3 +248,102 @@ def test_shutdown_closes_sockets_going_away() -> None:
         assert own.call(closed_code()) == 1001
     finally:
         own.stop()
+
+
+def test_resend_of_an_in_flight_event_waits_for_the_first_call(server: Server) -> None:
+    """Issue 11: a chat resent during recovery ran twice. The resend now waits for the first call."""
+    tok = token_for(server, user_id="resender")
+    frame = json.dumps({"type": "event", "event": "gate", "dataType": "text", "data": "only once", "ackId": 7})
+
+    async def run() -> list[dict[str, Any]]:
+        async with aiohttp.ClientSession() as http:
+            ws = await http.ws_connect(ws_url(server, tok), protocols=(RELIABLE_SUB,))
+            hello = await ws.receive_json()
+            cid, rtok = hello["connectionId"], hello["reconnectionToken"]
+            await ws.send_str(frame)
+            await asyncio.to_thread(wait_for, lambda: server.connection(cid).in_flight, 5.0, "event in flight")
+            await ws.close(code=4000)  # the socket drops while the handler runs
+            again = await http.ws_connect(
+                ws_url(server, tok, awps_connection_id=cid, awps_reconnection_token=rtok), protocols=(RELIABLE_SUB,)
+            )
+            await again.send_str(frame)  # the SDK resends what was not acked, same ackId
+            await asyncio.to_thread(
+                wait_for, lambda: server.connection(cid).in_flight[7].waiters == 1, 5.0, "resend waiting"
+            )
+            server.open_gate()
+            got: list[dict[str, Any]] = []
+            while sum(1 for m in got if m["type"] == "ack") < 2:
+                got.append(await asyncio.wait_for(again.receive_json(), 5))
+            await again.close()
+            return got
+
+    got = server.call(run(), timeout=30)
+    calls = [e for e in server.sink.of("event") if e[0] == "gate" and e[1].user_id == "resender"]
+    assert len(calls) == 1, "the handler ran once"
+    acks = [m for m in got if m["type"] == "ack"]
+    assert [a["ackId"] for a in acks] == [7, 7]
+    assert acks[0]["success"] is True
+    assert acks[1]["success"] is False and acks[1]["error"]["name"] == "Duplicate", "SDKs count Duplicate as success"
+    replies = [m for m in got if m["type"] == "message"]
+    assert len(replies) == 1 and replies[0]["data"]["data"] == "only once"
+
+
+def test_resend_of_a_processed_send_to_group_is_not_delivered_twice(server: Server) -> None:
+    tok = token_for(server, user_id="group-resender", roles=[JOIN, SEND], groups=["once-g"])
+    frame = json.dumps({"type": "sendToGroup", "group": "once-g", "dataType": "text", "data": "hi", "ackId": 3})
+
+    async def run() -> list[dict[str, Any]]:
+        async with aiohttp.ClientSession() as http:
+            ws = await http.ws_connect(ws_url(server, tok), protocols=(RELIABLE_SUB,))
+            hello = await ws.receive_json()
+            await ws.send_str(frame)
+            await ws.send_str(frame)
+            await ws.send_str(json.dumps({"type": "ping"}))
+            got: list[dict[str, Any]] = []
+            while not got or got[-1]["type"] != "pong":
+                got.append(await asyncio.wait_for(ws.receive_json(), 5))
+            while sum(1 for m in got if m["type"] == "ack") < 2:
+                got.append(await asyncio.wait_for(ws.receive_json(), 5))
+            assert hello["userId"] == "group-resender"
+            await ws.close()
+            return got
+
+    got = server.call(run(), timeout=20)
+    assert [m["data"] for m in got if m["type"] == "message"] == ["hi"]
+    acks = [m for m in got if m["type"] == "ack"]
+    assert acks[0]["success"] is True and acks[1]["error"]["name"] == "Duplicate"
+
+
+def test_recovery_refuses_an_expired_access_token(server: Server) -> None:
+    """Issue 11: reliable recovery re-checks the token's expiry (1008, the session ends)."""
+    tok = token_for(server, user_id="expiring")
+
+    async def run() -> tuple[int, int]:
+        async with aiohttp.ClientSession() as http:
+            ws = await http.ws_connect(ws_url(server, tok), protocols=(RELIABLE_SUB,))
+            hello = await ws.receive_json()
+            cid, rtok = hello["connectionId"], hello["reconnectionToken"]
+            await ws.close(code=4000)
+            recover = ws_url(server, tok, awps_connection_id=cid, awps_reconnection_token=rtok)
+            # First a recovery while the token is valid: it works.
+            ok = await http.ws_connect(recover, protocols=(RELIABLE_SUB,))
+            await ok.send_str(json.dumps({"type": "ping"}))
+            pong = await asyncio.wait_for(ok.receive_json(), 5)
+            assert pong == {"type": "pong"}
+            await ok.close(code=4000)
+            # The token's exp passes while the socket is away (moved into the past, not waited for).
+            conn = server.connection(cid)
+            assert conn.token_expires is not None and conn.token_expires > time.time()
+            conn.token_expires = time.time() - 3600
+            late = await http.ws_connect(recover, protocols=(RELIABLE_SUB,))
+            await late.receive()
+            return late.close_code or 0, 1 if cid in server.gateway.connection_ids(HUB) else 0
+
+    code, still_there = server.call(run(), timeout=20)
+    assert code == 1008 and still_there == 0
+    wait_for(
+        lambda: [r for ctx, r in server.sink.of("disconnected") if ctx.user_id == "expiring"],
+        what="disconnected after the refused recovery",
+    )
+    reasons = [r for ctx, r in server.sink.of("disconnected") if ctx.user_id == "expiring"]
+    assert "expired" in reasons[0]

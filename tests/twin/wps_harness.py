@@ -61,6 +61,7 @@ class RecordingSink:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.events: list[tuple[str, Any]] = []
+        self.gate = asyncio.Event()  # used only on the server loop
 
     def record(self, kind: str, value: Any) -> None:
         with self.lock:
@@ -93,6 +94,8 @@ class RecordingSink:
             return UserEventResult(ok=False, error_code="userError", error_message="bad chat line")
         if event == "slow":
             await asyncio.sleep(0.3)
+        if event == "gate":  # held until the test opens the gate (Server.open_gate)
+            await self.gate.wait()
         if event == "badreply":
             return UserEventResult(ok=True, data=b"\xff not json", data_type="json")
         if event == "silent":
@@ -138,6 +141,14 @@ class Server:
 
     def call(self, coro: Any, timeout: float = 10) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def open_gate(self) -> None:
+        """Let every held ``gate`` event (and later ones) through."""
+        self.loop.call_soon_threadsafe(self.sink.gate.set)
+
+    def connection(self, cid: str) -> Any:
+        """The gateway's state for one connection (inspection only)."""
+        return self.gateway._hubs[HUB].connections[cid]  # noqa: SLF001
 
     def stop(self) -> None:
         if self.runner is not None:

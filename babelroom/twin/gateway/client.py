@@ -11,14 +11,15 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 import uuid
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from babelroom.twin.wpsauth import TokenError, claim_list, connection_signature, verify_client_token
+from babelroom.twin.wpsauth import LEEWAY_SECONDS, TokenError, claim_list, connection_signature, verify_client_token
 
-from .connection import Connection, ConnectionManager, Transport
+from .connection import Connection, ConnectionManager, InFlight, Transport
 from .upstream import ConnectRequest, ConnectResult, UserEventResult
 from .wire import (
     CLOSE_INTERNAL_ERROR,
@@ -104,6 +105,8 @@ class ClientEndpoint(ConnectionManager):
             headers,
             connection_signature(self.cs.key_bytes, connection_id),
         )
+        exp = claims_raw.get("exp")
+        conn.token_expires = float(exp) if isinstance(exp, (int, float)) and not isinstance(exp, bool) else None
         connect_req = ConnectRequest(
             context=conn.context("system", "connect"),
             claims=claims,
@@ -196,6 +199,12 @@ class ClientEndpoint(ConnectionManager):
         ):
             # 1008 tells the SDKs the session is gone: they stop recovering and reconnect afresh.
             await ws.close(code=CLOSE_POLICY_VIOLATION, message=b"The connection could not be recovered.")
+            return ws
+        if conn.token_expires is not None and time.time() > conn.token_expires + LEEWAY_SECONDS:
+            # The access token ran out while the socket was away: the session ends here, and the
+            # client has to fetch a new URL (new token) as on a first connect.
+            self._remove(conn, "The access token expired before the connection was recovered.")
+            await ws.close(code=CLOSE_POLICY_VIOLATION, message=b"The access token has expired.")
             return ws
         if conn.expiry:
             conn.expiry.cancel()
@@ -320,13 +329,19 @@ class ClientEndpoint(ConnectionManager):
             if not isinstance(event, str) or not EVENT_NAME_RE.match(event):
                 raise BadFrame("The event name is invalid.")
             data = parse_client_data(msg)
+            running = conn.in_flight.get(ack_id) if ack_id is not None else None
+            if running is not None:
+                # A resend (typically after a recovery) while the first call runs: wait for it, then
+                # answer as the service answers a processed duplicate, or with the first call's error.
+                running.waiters += 1
+                try:
+                    error = await asyncio.shield(running.outcome)
+                finally:
+                    running.waiters -= 1
+                self._ack(conn, transport, ack_id, error or _duplicate(ack_id))
+                return
             if ack_id is not None and ack_id in conn.ack_ids:
-                self._ack(
-                    conn,
-                    transport,
-                    ack_id,
-                    ("Duplicate", f"Message with ack-id: {ack_id} has been processed"),
-                )
+                self._ack(conn, transport, ack_id, _duplicate(ack_id))
                 return
             await self._user_event(conn, transport, event, data, ack_id)
             return
@@ -339,8 +354,10 @@ class ClientEndpoint(ConnectionManager):
         no_echo = msg.get("noEcho", False)
         if not isinstance(no_echo, bool):
             raise BadFrame("Expected 'noEcho' to be a boolean.")
+        # No await from here to remember_ack: a joinGroup/leaveGroup/sendToGroup is never in flight,
+        # so the processed-ackId check alone keeps a resend from running twice.
         if ack_id is not None and ack_id in conn.ack_ids:
-            self._ack(conn, transport, ack_id, ("Duplicate", f"Message with ack-id: {ack_id} has been processed"))
+            self._ack(conn, transport, ack_id, _duplicate(ack_id))
             return
         h = self._hub(conn.hub)
         if kind in ("joingroup", "leavegroup"):
@@ -399,13 +416,24 @@ class ClientEndpoint(ConnectionManager):
     async def _user_event(
         self, conn: Connection, transport: Transport, event: str, data: Data, ack_id: int | None
     ) -> None:
-        result, error = await self._call_user_event(conn, event, data)
-        if conn.closed:
-            return
-        error = self._reply(conn, result, error, raw=False)
-        if error is None and ack_id is not None:
-            conn.remember_ack(ack_id)
-        self._ack(conn, transport, ack_id, error)
+        running: InFlight | None = None
+        if ack_id is not None:
+            running = InFlight(asyncio.get_running_loop().create_future())
+            conn.in_flight[ack_id] = running
+        error: tuple[str, str] | None = ("InternalServerError", "The event was not processed.")
+        try:
+            result, error = await self._call_user_event(conn, event, data)
+            if conn.closed:
+                return
+            error = self._reply(conn, result, error, raw=False)
+            if error is None and ack_id is not None:
+                conn.remember_ack(ack_id)
+            self._ack(conn, transport, ack_id, error)
+        finally:
+            if running is not None:
+                conn.in_flight.pop(ack_id, None)  # type: ignore[arg-type]
+                if not running.outcome.done():
+                    running.outcome.set_result(error)
 
     def _reply(self, conn: Connection, result: UserEventResult | None, error: tuple[str, str] | None,
                raw: bool) -> tuple[str, str] | None:
@@ -434,3 +462,8 @@ class ClientEndpoint(ConnectionManager):
         if error is not None:
             code = CLOSE_POLICY_VIOLATION if error[0] in ("Forbidden", "BadRequest") else CLOSE_INTERNAL_ERROR
             self._close(conn, f"The message event handler failed: {error[1]}", code=code)
+
+
+def _duplicate(ack_id: int) -> tuple[str, str]:
+    """The ack error the service sends for an already processed ackId (the SDKs count it as success)."""
+    return ("Duplicate", f"Message with ack-id: {ack_id} has been processed")

@@ -123,6 +123,14 @@ class Transport:
             self.closing = True
 
 
+@dataclass
+class InFlight:
+    """One running event call: its outcome (None or the ack error) and how many resends wait for it."""
+
+    outcome: asyncio.Future[tuple[str, str] | None]
+    waiters: int = 0
+
+
 class Connection:
     """A logical Web PubSub connection; outlives its socket for the reliable protocol."""
 
@@ -157,6 +165,10 @@ class Connection:
         self.unacked: OrderedDict[int, str] = OrderedDict()
         self.unacked_bytes = 0
         self.ack_ids: OrderedDict[int, None] = OrderedDict()
+        # ackIds of events whose upstream call is still running: a resend (after a recovery) waits
+        # for that call's outcome instead of running the handler a second time.
+        self.in_flight: dict[int, InFlight] = {}
+        self.token_expires: float | None = None  # the access token's `exp`, re-checked on recovery
         self.expiry: asyncio.TimerHandle | None = None
         self.connected_task: asyncio.Task[None] | None = None
 
