@@ -52,7 +52,7 @@ class ClientEndpoint(ConnectionManager):
     handshake_delay: float
 
     async def _client_endpoint(self, request: web.Request) -> web.StreamResponse:
-        if not web.WebSocketResponse().can_prepare(request).ok:
+        if not web.WebSocketResponse(protocols=SUPPORTED_SUBPROTOCOLS).can_prepare(request).ok:
             return web.Response(status=400, text="This endpoint only accepts WebSocket requests.")
         hub_raw = request.match_info.get("hub") or request.query.get("hub", "")
         if not HUB_NAME_RE.match(hub_raw):

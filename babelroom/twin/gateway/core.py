@@ -58,7 +58,7 @@ class Gateway(ClientEndpoint, RestDataPlane):
         app.router.add_get("/client/hubs/{hub}", self._client_endpoint)
         app.router.add_get("/client/hubs/{hub}/", self._client_endpoint)
         app.router.add_get("/client/", self._client_endpoint)
-        app.router.add_route("*", "/api/hubs/{tail:.*}", self._rest)
+        app.router.add_route("*", r"/api/hubs/{tail:[\s\S]*}", self._rest)  # [\s\S]: names may hold a newline
         app.on_shutdown.append(self._on_shutdown)
 
     async def _on_shutdown(self, _app: web.Application) -> None:
