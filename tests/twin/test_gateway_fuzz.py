@@ -61,6 +61,8 @@ class Rig:
         logging.getLogger("babelroom.twin.gateway").addHandler(self.errors)
         self.bystander: Any = None
         self.bystander_cid = ""
+        self.token: str | None = None
+        self.reconnects = 0
         self.fuzzed: dict[str, Any] = {}
         self.sent = 0
         self.seen: set[int] = set()
@@ -75,8 +77,11 @@ class Rig:
         """The fuzzed socket for ``protocol``, reconnected after the gateway closed it."""
         ws = self.fuzzed.get(str(protocol))
         if ws is None or ws.close_code is not None:
-            tok = token_for(self.server, user_id=f"fuzz-{protocol}", groups=["mark"],
-                            roles=["webpubsub.joinLeaveGroup", "webpubsub.sendToGroup"])
+            self.reconnects += 1
+            if self.token is None:
+                self.token = token_for(self.server, user_id="fuzzer", groups=["mark"],
+                                       roles=["webpubsub.joinLeaveGroup", "webpubsub.sendToGroup"])
+            tok = self.token
             ws = await websockets.connect(ws_url(self.server, tok), subprotocols=[protocol] if protocol else None,
                                           max_size=None)
             if protocol:
@@ -191,8 +196,8 @@ def client_frame(r: Bytes) -> str | bytes:
     if shape == 18:
         return r.text(64)
     msg: dict[str, Any] = {"type": r.pick(TYPES) if r.int(8) else r.json()}
-    if r.int(10) < 8:  # mostly with an ackId, so errors come back as acks and the socket stays
-        msg["ackId"] = r.int(50) if r.int(4) else r.json(0)
+    if r.int(10):  # mostly with a valid ackId, so errors come back as acks and the socket stays
+        msg["ackId"] = r.int(50) if r.int(10) else r.json(0)
     for key, table in FIELDS:
         choice = r.int(4)
         if choice == 1:

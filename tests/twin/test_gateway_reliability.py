@@ -257,12 +257,12 @@ def test_resend_of_an_in_flight_event_waits_for_the_first_call(server: Server) -
 
     async def run() -> list[dict[str, Any]]:
         async with aiohttp.ClientSession() as http:
-            ws = await http.ws_connect(ws_url(server, tok), protocols=(RELIABLE_SUB,))
-            hello = await ws.receive_json()
+            ws = await websockets.connect(ws_url(server, tok), subprotocols=[RELIABLE_SUB])
+            hello = await recv_json(ws)
             cid, rtok = hello["connectionId"], hello["reconnectionToken"]
-            await ws.send_str(frame)
+            await ws.send(frame)
             await asyncio.to_thread(wait_for, lambda: server.connection(cid).in_flight, 5.0, "event in flight")
-            await ws.close(code=4000)  # the socket drops while the handler runs
+            ws.transport.abort()  # the network drops while the handler runs (no close handshake)
             again = await http.ws_connect(
                 ws_url(server, tok, awps_connection_id=cid, awps_reconnection_token=rtok), protocols=(RELIABLE_SUB,)
             )
