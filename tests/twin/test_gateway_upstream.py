@@ -14,8 +14,12 @@ import hashlib
 import hmac
 import json
 import socket
+import subprocess
+import sys
+import threading
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -223,3 +227,53 @@ def test_wrong_access_key_is_refused_by_the_webhook() -> None:
         if fake.runner is not None:
             server.call(fake.runner.cleanup())
         server.stop()
+
+
+def test_cli_gateway_calls_a_webhook_as_for_func_start() -> None:
+    """`python -m babelroom.twin.gateway --upstream ... --access-key ...` is the local Web PubSub for `func start`."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    fake = FakeExtension()
+    asyncio.run_coroutine_threadsafe(fake.start(), loop).result(10)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "babelroom.twin.gateway", "--port", str(port), "--hub", HUB,
+         "--upstream", fake.url, "--access-key", KEY],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=Path(__file__).resolve().parents[2],
+    )
+    try:
+        assert proc.stdout is not None
+        url = ""
+        for line in proc.stdout:  # the CLI prints the client URL, then "started"
+            if line.startswith("client url: "):
+                url = line.removeprefix("client url: ").strip()
+            if line.startswith("started"):
+                break
+        assert url.startswith(f"ws://127.0.0.1:{port}/client/hubs/{HUB}?access_token=")
+
+        async def run() -> tuple[dict[str, Any], dict[str, Any]]:
+            for _ in range(100):  # "started" is printed just before the socket is bound
+                try:
+                    ws = await websockets.connect(url, subprotocols=[JSON_SUB])
+                    break
+                except OSError:
+                    await asyncio.sleep(0.05)
+            async with ws:
+                hello = await recv_json(ws)
+                await ws.send(json.dumps({"type": "event", "event": "echo", "dataType": "json", "data": 1, "ackId": 1}))
+                return hello, await recv_json(ws)
+
+        hello, reply = asyncio.run(run())
+        assert hello["userId"] == "up-manual"
+        assert reply["data"] == {"got": 1, "states": {"n": 1}}
+        origins = [h.get("WebHook-Request-Origin") for m, h, _ in fake.requests if m == "OPTIONS"]
+        assert origins == ["127.0.0.1"], "the origin is the host of the gateway's endpoint"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        asyncio.run_coroutine_threadsafe(fake.runner.cleanup(), loop).result(10)  # type: ignore[union-attr]
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
