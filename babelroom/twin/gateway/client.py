@@ -329,8 +329,7 @@ class ClientEndpoint(ConnectionManager):
             if not isinstance(event, str) or not EVENT_NAME_RE.match(event):
                 raise BadFrame("The event name is invalid.")
             data = parse_client_data(msg)
-            running = conn.in_flight.get(ack_id) if ack_id is not None else None
-            if running is not None:
+            if ack_id is not None and (running := conn.in_flight.get(ack_id)) is not None:
                 # A resend (typically after a recovery) while the first call runs: wait for it, then
                 # answer as the service answers a processed duplicate, or with the first call's error.
                 running.waiters += 1
@@ -430,8 +429,8 @@ class ClientEndpoint(ConnectionManager):
                 conn.remember_ack(ack_id)
             self._ack(conn, transport, ack_id, error)
         finally:
-            if running is not None:
-                conn.in_flight.pop(ack_id, None)  # type: ignore[arg-type]
+            if running is not None and ack_id is not None:
+                conn.in_flight.pop(ack_id, None)
                 if not running.outcome.done():
                     running.outcome.set_result(error)
 
@@ -439,8 +438,8 @@ class ClientEndpoint(ConnectionManager):
                raw: bool) -> tuple[str, str] | None:
         """Applies a handler's states and sends its reply data; a reply that cannot be serialised
         becomes the event's error (serialised before sending, so only this event fails)."""
-        if result is not None and result.states:
-            conn.states.update(result.states)
+        if result is not None and result.states is not None:
+            conn.states = dict(result.states)  # like ce-connectionState: the new value, not a merge
         if error is None and result is not None and result.data is not None:
             try:
                 reply = Out(result_data(result.data, result.data_type))

@@ -88,7 +88,8 @@ class UserEventResult:
     message: a JSON value for ``"json"`` (bytes are parsed as JSON text), ``str`` for ``"text"``,
     ``bytes`` (or a base64 str) for ``"binary"``. ``ok=False`` fails the client's ack with
     ``error_code`` -> ack error name (``unauthorized`` -> Forbidden, ``userError`` -> BadRequest,
-    anything else -> InternalServerError) and ``error_message``.
+    anything else -> InternalServerError) and ``error_message``. ``states``, when not None,
+    replace the connection states (as a ``ce-connectionState`` response header does).
     """
 
     ok: bool = True
