@@ -86,7 +86,8 @@ class FakeExtension:
             return web.json_response({"got": json.loads(body), "states": states},
                                      headers={"ce-connectionState": b64json(new_state)})
         if event == "text":
-            return web.Response(text=body.decode().upper(), content_type="text/plain")
+            return web.Response(text=body.decode().upper(), content_type="text/plain",
+                                headers={"ce-connectionState": b64json({"t": 1})})
         if event == "bin":
             return web.Response(body=body[::-1], content_type="application/octet-stream")
         if event == "silent":
@@ -181,6 +182,7 @@ def test_events_go_out_as_signed_cloudevents_and_answers_come_back(rig: tuple[Se
         "application/json", "application/json", "text/plain", "application/octet-stream"]
     assert [b for _, b in users[:4]] == [b'{"hi": "\xc3\xbc"}', b"[1]", b"hola", b"\x00\x01\x02"]
     assert json.loads(base64.b64decode(users[2][0]["ce-connectionState"])) == {"n": 3}
+    assert json.loads(base64.b64decode(users[3][0]["ce-connectionState"])) == {"t": 1}, "replaced, not merged"
     assert json.loads(posts[-1][1])["reason"]
 
 
