@@ -28,6 +28,7 @@ from aiohttp import web
 from wps_harness import HUB, JOIN, JSON_SUB, KEY, SEND, Server, handshake_status, recv_json, token_for, ws_url
 
 from babelroom.twin.gateway import HttpUpstream
+from babelroom.twin.wpsauth import event_signature, verify_event_signature
 
 SECOND_KEY = "second-access-key-0123456789abcdef0123456"
 
@@ -279,3 +280,15 @@ def test_cli_gateway_calls_a_webhook_as_for_func_start() -> None:
         asyncio.run_coroutine_threadsafe(fake.runner.cleanup(), loop).result(10)  # type: ignore[union-attr]
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
+
+
+def test_event_signature_helpers_match_an_independent_hmac() -> None:
+    cid = "conn-1"
+    primary = "sha256=" + hmac.new(KEY.encode(), cid.encode(), hashlib.sha256).hexdigest()
+    header = event_signature([KEY, SECOND_KEY], cid)
+    assert header.split(",")[0] == primary and len(header.split(",")) == 2
+    assert verify_event_signature([SECOND_KEY], cid, header), "a handler holding only the secondary key accepts"
+    assert verify_event_signature([KEY], cid, primary)
+    assert not verify_event_signature([KEY], "conn-2", header), "bound to the connection id"
+    assert not verify_event_signature(["other-key"], cid, header)
+    assert not verify_event_signature([KEY], cid, None)

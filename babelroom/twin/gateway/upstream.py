@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from babelroom.twin.wpsauth import connection_signature
+from babelroom.twin.wpsauth import event_signature
 
 from .wire import ROLE_JOIN_LEAVE, ROLE_SEND_TO_GROUP
 
@@ -158,11 +158,6 @@ def decode_states(value: str) -> dict[str, Any] | None:
     except (ValueError, binascii.Error):
         return None
     return states if isinstance(states, dict) else None
-
-
-def event_signature(access_keys: list[str], connection_id: str) -> str:
-    """``ce-signature``: ``sha256=<hex HMAC-SHA256(key, connectionId)>`` per access key, comma separated."""
-    return ",".join(connection_signature(k.encode("utf-8"), connection_id) for k in access_keys)
 
 
 class HttpUpstream:
