@@ -48,7 +48,8 @@ from typing import Any
 
 from aiohttp import web
 
-from .gateway import ConnectionContext, ConnectRequest, ConnectResult, UserEventResult
+from .gateway import ConnectionContext, ConnectResult, UserEventResult
+from .gateway.upstream import HttpUpstream, UpstreamValidationError, read_connect, read_user_event
 from .host import FunctionHost
 from .wpsauth import connection_signature, parse_connection_string
 
@@ -341,98 +342,38 @@ class WebPubSubExtension:
 # -- the in-process gateway → the extension, as the service would call it -----------------------
 
 
-def cloud_event(context: ConnectionContext, event: str, origin: str, signature: str | None) -> dict[str, str]:
-    """The `ce-*` headers the service sends with an upstream event."""
-    ce_type = (SYSTEM_PREFIX + event) if context.event_type == "system" else (USER_PREFIX + event)
-    h = {"ce-specversion": "1.0", "ce-type": ce_type,
-         "ce-source": f"/hubs/{context.hub}/client/{context.connection_id}",
-         "ce-id": context.connection_id, "ce-hub": context.hub, "ce-connectionId": context.connection_id,
-         "ce-eventName": event, "WebHook-Request-Origin": origin}
-    if context.user_id:
-        h["ce-userId"] = context.user_id
-    if signature:
-        h["ce-signature"] = signature
-    if context.states:
-        h["ce-connectionState"] = encode_states(context.states)
-    return h
-
-
-class FunctionEventSink:
-    """The gateway's event sink: each event goes through `WebPubSubExtension.handle` as the
-    CloudEvents request the service would send, and its answer is read as the service reads it."""
+class FunctionEventSink(HttpUpstream):
+    """`HttpUpstream` without the socket, for tests that drive the extension in-process: the same
+    CloudEvents request, signature and reading of the answer; only the transport differs. The
+    twin itself calls its webhook over HTTP (babelroom/twin/server.py)."""
 
     def __init__(self, host: FunctionHost, connection_string: str | None = None) -> None:
         self.host = host
         self.extension = WebPubSubExtension(host, connection_string)
-        self.origin = next(iter(self.extension.allowed), "localhost")
-        self.key = self.extension.allowed.get(self.origin)
+        origin = next(iter(self.extension.allowed), "localhost")
+        key = parse_connection_string(connection_string).access_key if connection_string else "unsigned"
+        super().__init__(WEBHOOK_PATH, [key], origin=origin)
 
-    def _headers(self, ctx: ConnectionContext, event: str) -> dict[str, str]:
-        signature = connection_signature(self.key, ctx.connection_id) if self.key else ctx.signature
-        return cloud_event(ctx, event, self.origin, signature)
+    async def validate(self) -> None:
+        res = await self.extension.handle("OPTIONS", {"WebHook-Request-Origin": self.origin}, b"")
+        if res.status >= 300:
+            raise UpstreamValidationError(f"origin {self.origin!r} refused ({res.status})")
 
-    async def connect(self, hub: str, request: ConnectRequest) -> ConnectResult:
-        if self.host.webpubsub(hub, "system", "connect") is None:  # no handler: the token's identity
-            return ConnectResult(ok=True, user_id=request.context.user_id)
-        body = {"claims": request.claims, "query": request.query, "subprotocols": request.subprotocols,
-                "clientCertificates": request.client_certificates, "headers": request.context.headers or {}}
-        res = await self.extension.handle("POST", self._headers(request.context, "connect") | {
-            "Content-Type": "application/json"}, json.dumps(body).encode())
-        return service_connect_result(res, request.context.user_id)
-
-    async def connected(self, hub: str, context: ConnectionContext) -> None:
-        await self._notify(context, "connected", b"{}")
-
-    async def disconnected(self, hub: str, context: ConnectionContext, reason: str | None) -> None:
-        await self._notify(context, "disconnected", json.dumps({"reason": reason}).encode())
-
-    async def _notify(self, context: ConnectionContext, event: str, body: bytes) -> None:
-        if self.host.webpubsub(context.hub, "system", event) is None:
-            return
-        res = await self.extension.handle("POST", self._headers(context, event) | {
-            "Content-Type": "application/json"}, body)
-        if res.status >= 400:
-            log.warning("%s handler answered %s: %s", event, res.status, res.text)
-
-    async def user_event(self, hub: str, event: str, context: ConnectionContext, data: Any,
-                         data_type: str) -> UserEventResult:
-        if self.host.webpubsub(hub, "user", event) is None:
-            return UserEventResult(ok=False, error_code="userError",
-                                   error_message=f"unknown_event: no handler for event {event!r}")
-        if isinstance(data, bytes):
-            body = data
-        elif data_type == "json":
-            body = json.dumps(data).encode()
-        else:
-            body = str(data).encode()
-        headers = self._headers(context, event) | {"Content-Type": CONTENT_TYPES.get(data_type, "text/plain")}
-        return service_user_result(await self.extension.handle("POST", headers, body))
+    async def _post(self, ce_type: str, context: ConnectionContext, body: bytes,
+                    content_type: str) -> tuple[int, str, bytes, dict[str, Any] | None]:
+        res = await self.extension.handle("POST", self._headers(ce_type, context, content_type), body)
+        raw = res.headers.get("ce-connectionState")
+        return res.status, res.content_type or "", res.body, decode_states(raw) if raw else None
 
 
-# -- the service's reading of a webhook answer --------------------------------------------------
-
-STATUS_ERRORS = {400: "userError", 401: "unauthorized", 403: "forbidden"}
+# -- the service's reading of a webhook answer (the gateway's own readers) ----------------------
 
 
 def service_connect_result(res: WebhookResponse, token_user: str | None) -> ConnectResult:
-    """A 2xx accepts (an empty body: with the token's identity and no groups); 4xx/5xx refuses."""
-    states = decode_states(res.headers.get("ce-connectionState")) or None
-    if res.status >= 300:
-        return ConnectResult(ok=False, error_code=STATUS_ERRORS.get(res.status, "serverError"),
-                             error_message=res.text or None)
-    body = json.loads(res.body) if res.body.strip() else {}
-    return ConnectResult(ok=True, user_id=body.get("userId") or token_user, groups=list(body.get("groups") or []),
-                         roles=list(body.get("roles") or []), subprotocol=body.get("subprotocol"), states=states)
+    raw = res.headers.get("ce-connectionState")
+    return read_connect(res.status, res.body, decode_states(raw) if raw else None, token_user)
 
 
 def service_user_result(res: WebhookResponse) -> UserEventResult:
-    """200 with a body replies to the caller in the body's data type; no body: no reply."""
-    states = decode_states(res.headers.get("ce-connectionState")) or None
-    if res.status >= 300:
-        return UserEventResult(ok=False, error_code=STATUS_ERRORS.get(res.status, "serverError"),
-                               error_message=res.text or None)
-    if not res.body:
-        return UserEventResult(ok=True, states=states)
-    data_type = DATA_TYPES.get((res.content_type or "").split(";")[0].strip().lower(), "binary")
-    data: Any = res.body if data_type != "text" else res.text
-    return UserEventResult(ok=True, data=data, data_type=data_type, states=states)
+    raw = res.headers.get("ce-connectionState")
+    return read_user_event(res.status, res.content_type or "", res.body, decode_states(raw) if raw else None)

@@ -2,9 +2,9 @@
 
 The gateway calls an :class:`EventSink` the way the service calls its event handler: ``connect``
 (blocking, can refuse), ``connected``, user events (blocking, can answer) and ``disconnected``.
-Two sinks exist: the twin host's in-process ``FunctionEventSink`` (babelroom/twin/events.py)
-and :class:`HttpUpstream`, which speaks the real CloudEvents HTTP upstream protocol to a
-function host (``func start``) so the twin can stand in for the service.
+:class:`HttpUpstream` speaks the real CloudEvents HTTP upstream protocol to a function host: the
+twin host's own `/runtime/webhooks/webpubsub`, or `func start`'s, so the twin stands in for the
+service. Tests that drive the extension without a socket subclass it (twin/webpubsub_trigger.py).
 """
 
 from __future__ import annotations
@@ -253,35 +253,13 @@ class HttpUpstream:
             ctype = resp.headers.get("Content-Type", "")
             return resp.status, ctype, data, states
 
-    @staticmethod
-    def _error(status: int, body: bytes) -> tuple[str, str]:
-        code = _ERROR_CODES.get(status, "serverError")
-        text = body.decode("utf-8", "replace").strip()[:512]
-        return code, text or f"The event handler answered {status}."
-
     async def connect(self, hub: str, request: ConnectRequest) -> ConnectResult:
         body = {"claims": request.claims, "query": request.query, "headers": request.context.headers or {},
                 "subprotocols": request.subprotocols, "clientCertificates": request.client_certificates}
         status, _ctype, data, states = await self._post(
             "azure.webpubsub.sys.connect", request.context, json.dumps(body).encode("utf-8"),
             "application/json; charset=utf-8")
-        if status >= 300:
-            code, message = self._error(status, data)
-            return ConnectResult(ok=False, error_code=code, error_message=message)
-        answer: Any = {}
-        if status != 204 and data.strip():
-            try:
-                answer = json.loads(data)
-            except ValueError:
-                return ConnectResult(ok=False, error_code="serverError",
-                                     error_message="The connect event handler answered invalid JSON.")
-        if not isinstance(answer, dict):
-            return ConnectResult(ok=False, error_code="serverError",
-                                 error_message="The connect event handler answered a non-object.")
-        return ConnectResult(ok=True, user_id=answer.get("userId") or request.context.user_id,
-                             groups=[g for g in answer.get("groups") or [] if isinstance(g, str)],
-                             roles=[r for r in answer.get("roles") or [] if isinstance(r, str)],
-                             subprotocol=answer.get("subprotocol") or None, states=states)
+        return read_connect(status, data, states, request.context.user_id)
 
     async def connected(self, hub: str, context: ConnectionContext) -> None:
         status, _c, data, _s = await self._post("azure.webpubsub.sys.connected", context, b"{}",
@@ -306,14 +284,49 @@ class HttpUpstream:
         else:
             body, ctype = json.dumps(data, ensure_ascii=False).encode("utf-8"), "application/json; charset=utf-8"
         status, rtype, rbody, states = await self._post(f"azure.webpubsub.user.{event}", context, body, ctype)
-        if status >= 300:
-            code, message = self._error(status, rbody)
-            return UserEventResult(ok=False, error_code=code, error_message=message, states=states)
-        if status == 204 or not rbody:
-            return UserEventResult(ok=True, states=states)
-        mime = rtype.split(";", 1)[0].strip().lower()
-        if mime == "application/json" or mime.endswith("+json"):
-            return UserEventResult(ok=True, data=rbody, data_type="json", states=states)
-        if mime.startswith("text/"):
-            return UserEventResult(ok=True, data=rbody.decode("utf-8", "replace"), data_type="text", states=states)
-        return UserEventResult(ok=True, data=rbody, data_type="binary", states=states)
+        return read_user_event(status, rtype, rbody, states)
+
+
+def _error(status: int, body: bytes) -> tuple[str, str]:
+    code = _ERROR_CODES.get(status, "serverError")
+    text = body.decode("utf-8", "replace").strip()[:512]
+    if status == 404 and not text:  # the extension has no function for this hub/event
+        text = "No event handler for this event (404)."
+    return code, text or f"The event handler answered {status}."
+
+
+def read_connect(status: int, data: bytes, states: dict[str, Any] | None, token_user: str | None) -> ConnectResult:
+    """The service's reading of a connect answer: 2xx accepts (an empty body: with the token's
+    identity and no groups), anything else refuses with the status's error code."""
+    if status >= 300:
+        code, message = _error(status, data)
+        return ConnectResult(ok=False, error_code=code, error_message=message)
+    answer: Any = {}
+    if status != 204 and data.strip():
+        try:
+            answer = json.loads(data)
+        except ValueError:
+            return ConnectResult(ok=False, error_code="serverError",
+                                 error_message="The connect event handler answered invalid JSON.")
+    if not isinstance(answer, dict):
+        return ConnectResult(ok=False, error_code="serverError",
+                             error_message="The connect event handler answered a non-object.")
+    return ConnectResult(ok=True, user_id=answer.get("userId") or token_user,
+                         groups=[g for g in answer.get("groups") or [] if isinstance(g, str)],
+                         roles=[r for r in answer.get("roles") or [] if isinstance(r, str)],
+                         subprotocol=answer.get("subprotocol") or None, states=states)
+
+
+def read_user_event(status: int, content_type: str, body: bytes, states: dict[str, Any] | None) -> UserEventResult:
+    """The service's reading of a user-event answer: a body is the reply, in its content type's data type."""
+    if status >= 300:
+        code, message = _error(status, body)
+        return UserEventResult(ok=False, error_code=code, error_message=message, states=states)
+    if status == 204 or not body:
+        return UserEventResult(ok=True, states=states)
+    mime = content_type.split(";", 1)[0].strip().lower()
+    if mime == "application/json" or mime.endswith("+json"):
+        return UserEventResult(ok=True, data=body, data_type="json", states=states)
+    if mime.startswith("text/"):
+        return UserEventResult(ok=True, data=body.decode("utf-8", "replace"), data_type="text", states=states)
+    return UserEventResult(ok=True, data=body, data_type="binary", states=states)
