@@ -47,7 +47,7 @@ def _identity() -> IdentityProvider:
 
 @cache
 def rooms() -> RoomService:
-    return RoomService(room_store(), broadcaster(), _identity())
+    return RoomService(room_store(), broadcaster(), _identity(), broadcaster())
 
 
 class UnavailableTranslator:

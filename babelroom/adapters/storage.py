@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
@@ -113,6 +114,43 @@ class BlobRoomStore:
     async def get_member(self, room_id: str, member_id: str) -> Member | None:
         doc = await self._get(f"{room_id}/members/{member_id}.json")
         return Member.from_json(doc) if doc else None
+
+    async def list_members(self, room_id: str) -> list[Member]:
+        members = []
+        async for blob in self.container.list_blobs(name_starts_with=f"{room_id}/members/"):
+            doc = await self._get(blob.name)
+            if doc:
+                members.append(Member.from_json(doc))
+        return members
+
+    async def delete_member(self, room_id: str, member_id: str) -> None:
+        try:
+            await self.container.delete_blob(f"{room_id}/members/{member_id}.json")
+        except ResourceNotFoundError:
+            pass
+
+    # Rooms to end, named by their end time so one listing in name order finds every due room.
+    @staticmethod
+    def _end_key(room: Room) -> str:
+        return f"ends/{int(room.valid_until.timestamp()):012d}.{room.room_id}"
+
+    async def schedule_end(self, room: Room) -> None:
+        await self.container.upload_blob(self._end_key(room), b"", overwrite=True)
+
+    async def due_rooms(self, now: datetime) -> list[tuple[str, str]]:
+        due = []
+        async for blob in self.container.list_blobs(name_starts_with="ends/"):
+            stamp, _, room_id = blob.name.removeprefix("ends/").partition(".")
+            if int(stamp) > now.timestamp():
+                break  # names sort by end time
+            due.append((blob.name, room_id))
+        return due
+
+    async def ended(self, key: str) -> None:
+        try:
+            await self.container.delete_blob(key)
+        except ResourceNotFoundError:
+            pass
 
     async def ping(self) -> None:
         await self.container.get_container_properties()

@@ -18,6 +18,7 @@ from .events import FunctionEventSink
 from .gateway import Gateway
 from .host import FunctionHost, http_request
 from .queues import QueueListener
+from .timers import TimerRunner
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +30,12 @@ class Twin:
         self.host = FunctionHost(durable_base_url=base_url)
         self.entities = DurableEntities(self.host)
         self.queues = QueueListener(self.host)
+        self.timers = TimerRunner(self.host)
         self.gateway = Gateway(os.environ["WebPubSubConnectionString"], FunctionEventSink(self.host))
         self.app = web.Application(client_max_size=2 << 20)
         self.gateway.add_routes(self.app)  # before /api/{tail}: /api/hubs/* is the data plane
         self.entities.add_routes(self.app)
+        self.timers.add_routes(self.app)  # POST /admin/functions/{name}, before the catch-all
         self.app.router.add_route("*", "/{tail:.*}", self._http)
         self.app.on_startup.append(self._startup)
         self.app.on_cleanup.append(self._cleanup)
@@ -42,9 +45,11 @@ class Twin:
         ensure(s, ["rooms", s.get("SEGMENTS_CONTAINER", "segments"), s.get("TRANSCRIPTS_CONTAINER", "transcripts")],
                [s.get("SEGMENT_QUEUE", "segments")])
         await self.queues.start()
+        await self.timers.start()
 
     async def _cleanup(self, _app: web.Application) -> None:
         await self.queues.stop()
+        await self.timers.stop()
 
     async def _http(self, request: web.Request) -> web.Response:
         tail = request.match_info["tail"]
