@@ -44,7 +44,8 @@ class HttpError(Exception):
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> func.HttpResponse:
     return func.HttpResponse(json.dumps(body), status_code=status, mimetype="application/json",
-                             headers={"Cache-Control": "no-store", **(headers or {})})
+                             headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
+                                      **(headers or {})})
 
 
 def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> func.HttpResponse:
