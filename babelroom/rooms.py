@@ -442,8 +442,11 @@ class RoomService:
         if minutes < 1:
             raise RoomExpired(f"room {room.room_id} ends in less than a minute")
         existing = await self._member_by_key(room, req.member_key) if req.member_key else None
+        if req.member_key and existing is None:
+            # Not a fall back to the invite: a removed member's page must not rejoin by itself.
+            raise Forbidden(f"this member key does not open room {room.room_id} (removed by the host?)")
         if existing is None:
-            role = room.role_for(req.invite)  # a stale member key falls back to the invite
+            role = room.role_for(req.invite)
             key_id = new_id()
             key = f"{key_id}.{new_secret()}"
             member = Member(room.room_id, key_id, req.display_name, req.language, req.hear, role,
