@@ -336,7 +336,9 @@ class RoomStore(Protocol):
 
     async def get_member(self, room_id: str, member_id: str) -> Member | None: ...
 
-    async def list_members(self, room_id: str) -> list[Member]: ...
+    async def roster(self, room_id: str) -> dict[str, str]:
+        """member id -> the language it hears, for every member of the room (one listing)."""
+        ...
 
     async def delete_member(self, room_id: str, member_id: str) -> None: ...
 
@@ -454,10 +456,10 @@ class RoomService:
         else:
             key = req.member_key or ""
             member = replace(existing, display_name=req.display_name, language=req.language, hear=req.hear)
-        others = [m for m in await self.store.list_members(room.room_id) if m.member_id != member.member_id]
+        others = {k: v for k, v in (await self.store.roster(room.room_id)).items() if k != member.member_id}
         if existing is None and len(others) >= self.max_members:
             raise RoomFull(f"room {room.room_id} is full ({self.max_members} members)")
-        heard = {m.hear for m in others}
+        heard = set(others.values())
         if member.hear not in heard and len(heard) >= self.max_languages:
             raise RoomFull(f"room {room.room_id} already interprets into {self.max_languages} languages "
                            f"({', '.join(sorted(heard))}); choose one of those to hear")
@@ -532,8 +534,8 @@ class RoomService:
             return
         await self.connections.close_group(room_group(room.room_id), reason)
         # Also by user: a connection that has not joined the room group yet still closes.
-        members = await self.store.list_members(room.room_id)
-        await asyncio.gather(*(self.connections.close_user(m.user_id, reason) for m in members))
+        roster = await self.store.roster(room.room_id)
+        await asyncio.gather(*(self.connections.close_user(f"{room.room_id}.{m}", reason) for m in roster))
 
     async def end_due_rooms(self, now: datetime | None = None) -> list[str]:
         """Close the connections of every room past its validUntil (run by a timer)."""
@@ -547,9 +549,13 @@ class RoomService:
             await self.store.ended(key)
         return ended
 
-    async def member_for(self, user_id: str, now: datetime | None = None) -> tuple[Room, Member]:
-        """The connect check: the token's user must be a member of a room that is still open."""
-        cached = self._members.get(user_id)
+    async def member_for(self, user_id: str, now: datetime | None = None,
+                         fresh: bool = False) -> tuple[Room, Member]:
+        """The connect check: the token's user must be a member of a room that is still open.
+
+        `fresh` skips this worker's cache: the connect event should use it, so a member removed
+        (or a room closed) through another worker cannot reconnect within the cache minute."""
+        cached = None if fresh else self._members.get(user_id)
         if cached and time.monotonic() - cached[0] < self.MEMBER_CACHE_SECONDS:
             cached[1].check_open(now)  # expiry is still checked on every event
             return cached[1], cached[2]

@@ -109,19 +109,26 @@ class BlobRoomStore:
         return Room.from_json(doc) if doc else None
 
     async def save_member(self, member: Member) -> None:
-        await self._put(f"{member.room_id}/members/{member.member_id}.json", member.to_json())
+        # The heard language rides along as metadata so roster() is one listing, not a read per member.
+        await self.container.upload_blob(f"{member.room_id}/members/{member.member_id}.json",
+                                         json.dumps(member.to_json()).encode(), overwrite=True,
+                                         metadata={"hear": member.hear})
 
     async def get_member(self, room_id: str, member_id: str) -> Member | None:
         doc = await self._get(f"{room_id}/members/{member_id}.json")
         return Member.from_json(doc) if doc else None
 
-    async def list_members(self, room_id: str) -> list[Member]:
-        members = []
-        async for blob in self.container.list_blobs(name_starts_with=f"{room_id}/members/"):
-            doc = await self._get(blob.name)
-            if doc:
-                members.append(Member.from_json(doc))
-        return members
+    async def roster(self, room_id: str) -> dict[str, str]:
+        prefix = f"{room_id}/members/"
+        out: dict[str, str] = {}
+        async for blob in self.container.list_blobs(name_starts_with=prefix, include=["metadata"]):
+            member_id = blob.name.removeprefix(prefix).removesuffix(".json")
+            hear = (blob.metadata or {}).get("hear")
+            if hear is None:  # written before metadata was kept
+                doc = await self._get(blob.name)
+                hear = (doc or {}).get("hear", "")
+            out[member_id] = hear
+        return out
 
     async def delete_member(self, room_id: str, member_id: str) -> None:
         try:

@@ -496,8 +496,8 @@ class MemoryStore:
     async def get_member(self, room_id: str, member_id: str) -> Any:
         return self.members.get((room_id, member_id))
 
-    async def list_members(self, room_id: str) -> list[Any]:
-        return [m for (r, _), m in self.members.items() if r == room_id]
+    async def roster(self, room_id: str) -> dict[str, str]:
+        return {k: m.hear for (r, k), m in self.members.items() if r == room_id}
 
     async def delete_member(self, room_id: str, member_id: str) -> None:
         self.members.pop((room_id, member_id), None)

@@ -47,8 +47,8 @@ class MemoryStore:
     async def get_member(self, room_id: str, member_id: str) -> Member | None:
         return self.members.get((room_id, member_id))
 
-    async def list_members(self, room_id: str) -> list[Member]:
-        return [m for (r, _), m in self.members.items() if r == room_id]
+    async def roster(self, room_id: str) -> dict[str, str]:
+        return {k: m.hear for (r, k), m in self.members.items() if r == room_id}
 
     async def delete_member(self, room_id: str, member_id: str) -> None:
         self.members.pop((room_id, member_id), None)
@@ -191,7 +191,7 @@ async def test_an_acs_failure_is_a_503_with_retry_after_never_a_500(host: Functi
                                   {"displayName": "A", "language": "en", "invite": room["invites"]["speaker"]})
     assert status == 503 and out["error"]["code"] == "unavailable" and res.headers["Retry-After"] == "5"
     assert "acs.example" not in json.dumps(out)
-    assert await svc.store.list_members(room["roomId"]) == []  # nothing half-joined
+    assert await svc.store.roster(room["roomId"]) == {}  # nothing half-joined
     status, out, res = await call(host, "POST", "api/rooms", {})
     assert status == 503 and res.headers["Retry-After"] == "5"
 
@@ -363,3 +363,27 @@ def test_fuzzed_requests_get_a_clear_4xx_never_a_5xx(host: FunctionHost, loop: a
     assert status < 500, (req, out)
     if status >= 400 and out is not None:
         assert set(out) == {"error"} and out["error"]["code"] and out["error"]["message"], out
+
+
+async def test_a_member_removed_through_another_worker_cannot_connect_again() -> None:
+    """Two workers share the store; the connect check reads it fresh, so worker A's cache of a
+    member that worker B removed (or of a room B closed) does not let a reconnect in."""
+    from babelroom.rooms import CreateRoom, JoinRoom, RoomExpired, RoomNotFound
+
+    store = MemoryStore()
+    a = RoomService(store, Tokens(), Identity(), Connections())
+    b = RoomService(store, Tokens(), Identity(), Connections())
+    created = await a.create(CreateRoom.parse({}))
+    rid = created.room.room_id
+    eve = await a.join(rid, JoinRoom.parse({"displayName": "Eve", "language": "en", "invite": created.speaker_invite}))
+    bob = await a.join(rid, JoinRoom.parse({"displayName": "Bob", "language": "en", "invite": created.speaker_invite}))
+    await a.member_for(eve.member.user_id)  # cached in worker A
+    await a.member_for(bob.member.user_id)
+    await b.remove_member(rid, eve.member.user_id, created.host_key)
+    with pytest.raises(RoomNotFound):
+        await a.member_for(eve.member.user_id, fresh=True)
+    await b.close(rid, created.host_key)
+    with pytest.raises(RoomExpired):
+        await a.member_for(bob.member.user_id, fresh=True)
+    assert ("user", eve.member.user_id) in b.connections.closed  # type: ignore[attr-defined]
+    assert ("group", f"{rid}.all") in b.connections.closed  # type: ignore[attr-defined]
