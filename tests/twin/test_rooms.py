@@ -391,3 +391,33 @@ def test_health_is_cached_and_shows_no_exception_text(stack: Any) -> None:
     first = stack.get("/api/health")[1]
     assert all(set(c) == {"ok", "detail"} for c in first["dependencies"].values())
     assert all("Error:" not in c["detail"] for c in first["dependencies"].values())
+
+
+def test_fuzzed_bodies_through_the_twin_never_get_a_5xx(stack: Any) -> None:
+    """The HTTP half of issue 11's fuzz figure end to end (real Blob, real tokens); the bulk of the
+    examples run at function level in tests/functions/test_http_api.py."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    room = stack.room()
+    secrets_ = stack.rooms[room]
+    values = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=50),
+                       st.sampled_from(["en", "es", "zz", "", secrets_["invites"]["listener"], secrets_["hostKey"]]))
+    bodies = st.one_of(st.dictionaries(st.sampled_from(["displayName", "language", "hear", "invite", "memberKey",
+                                                        "name", "validForMinutes"]), values, max_size=5),
+                       st.lists(values, max_size=3), values)
+    paths = st.sampled_from(["/api/rooms", f"/api/rooms/{room}/join", "/api/rooms/nosuchroom/join",
+                             f"/api/rooms/{room}/close"])
+
+    @settings(max_examples=120, derandomize=True, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(path=paths, body=bodies, raw=st.booleans())
+    def check(path: str, body: Any, raw: bool) -> None:
+        data = json.dumps(body).encode()
+        headers = {"Content-Type": "text/plain"} if raw else None
+        status, out = stack.request("POST", path, raw=data, headers=headers)
+        assert status < 500, (path, body, out)
+        if status >= 400:
+            assert out["error"]["code"] and out["error"]["message"], out
+
+    check()
