@@ -13,9 +13,13 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import rooms
+
 PARTICIPANT_KEYS = ("userId", "displayName", "language", "hear", "role")
-MAX_MEMBERS = 100
-MAX_LANGUAGES = 8  # languages heard in one room: each is a model session per segment
+# The caps the room API enforces at join; the entity re-checks them at connect (a second line of
+# defence against joins racing past the stored-member check).
+MAX_MEMBERS = rooms.MAX_MEMBERS
+MAX_LANGUAGES = rooms.MAX_TARGET_LANGUAGES
 
 
 @dataclass(frozen=True)

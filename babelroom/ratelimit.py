@@ -1,7 +1,6 @@
-"""Token-bucket rate limits per key (client address, room, connection).
-
-Minimal version written by the datapath helper to the team contract
-`RateLimiter(rate, burst).allow(key) -> float | None`; the rooms helper owns this module.
+"""A token bucket per key: room creation and joins per client address and per room, chat per
+connection. In-process on purpose: each worker limits what reaches it (a scaled-out app admits at
+most workers x the rate; docs/deploy.md says where a global limit would live).
 """
 
 from __future__ import annotations
@@ -9,27 +8,46 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-MAX_KEYS = 10_000
-
 
 class RateLimiter:
-    """`rate` tokens per second, at most `burst` saved up, per key."""
+    """`burst` requests at once, refilled at `rate` per second; `allow(key)` spends one token.
+
+    Returns None when allowed, else the seconds until a token is back (for Retry-After).
+    """
+
+    MAX_KEYS = 10_000  # beyond this, buckets that have refilled completely are forgotten
 
     def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError("rate must be > 0 and burst >= 1")
         self.rate = rate
         self.burst = burst
         self.clock = clock
         self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, at)
 
-    def allow(self, key: str) -> float | None:
-        """None when allowed (a token is taken); else the seconds until the next token."""
-        now = self.clock()
+    def _tokens(self, key: str, now: float) -> float:
         tokens, at = self._buckets.get(key, (float(self.burst), now))
-        tokens = min(float(self.burst), tokens + (now - at) * self.rate)
+        return min(float(self.burst), tokens + max(0.0, now - at) * self.rate)
+
+    def allow(self, key: str) -> float | None:
+        now = self.clock()
+        tokens = self._tokens(key, now)
         if tokens >= 1.0:
-            if len(self._buckets) >= MAX_KEYS and key not in self._buckets:
-                self._buckets.pop(next(iter(self._buckets)))  # oldest key: memory stays bounded
+            if len(self._buckets) >= self.MAX_KEYS and key not in self._buckets:
+                self._prune(now)
             self._buckets[key] = (tokens - 1.0, now)
             return None
         self._buckets[key] = (tokens, now)
         return (1.0 - tokens) / self.rate
+
+    def _prune(self, now: float) -> None:
+        full = [k for k in self._buckets if self._tokens(k, now) >= self.burst]
+        for k in full:
+            del self._buckets[k]
+        if len(self._buckets) >= self.MAX_KEYS:  # all busy: an attacker's spread of keys; start over
+            self._buckets.clear()
+
+
+def retry_after(seconds: float) -> str:
+    """Retry-After in whole seconds, never 0 (a client retrying at once would be refused again)."""
+    return str(max(1, int(seconds + 0.999)))

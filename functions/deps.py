@@ -49,7 +49,7 @@ def _identity() -> IdentityProvider:
 
 @cache
 def rooms() -> RoomService:
-    return RoomService(room_store(), broadcaster(), _identity())
+    return RoomService(room_store(), broadcaster(), _identity(), broadcaster())
 
 
 class UnavailableTranslator:

@@ -47,8 +47,8 @@ def _refuse(code: str, message: str) -> dict[str, str]:
     return {"code": code, "errorMessage": message}
 
 
-async def _member(ctx: dict[str, Any]) -> Member:
-    _, member = await deps.rooms().member_for(ctx.get("userId") or "")
+async def _member(ctx: dict[str, Any], fresh: bool = False) -> Member:
+    _, member = await deps.rooms().member_for(ctx.get("userId") or "", fresh=fresh)
     return member
 
 
@@ -59,7 +59,7 @@ async def on_connect(request: str) -> dict[str, Any]:
     room group where presence and speaking go."""
     try:
         ctx = _request(request).get("connectionContext", {})
-        member = await _member(ctx)
+        member = await _member(ctx, fresh=True)  # removed or closed via another worker: not let back in
     except RoomError as e:
         return _refuse("unauthorized", f"{e.code}: {e}")
     except Exception:  # an unhandled exception leaves the service's webhook waiting

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
@@ -114,11 +115,55 @@ class BlobRoomStore:
         return Room.from_json(doc) if doc else None
 
     async def save_member(self, member: Member) -> None:
-        await self._put(f"{member.room_id}/members/{member.member_id}.json", member.to_json())
+        # The heard language rides along as metadata so roster() is one listing, not a read per member.
+        await self.container.upload_blob(f"{member.room_id}/members/{member.member_id}.json",
+                                         json.dumps(member.to_json()).encode(), overwrite=True,
+                                         metadata={"hear": member.hear})
 
     async def get_member(self, room_id: str, member_id: str) -> Member | None:
         doc = await self._get(f"{room_id}/members/{member_id}.json")
         return Member.from_json(doc) if doc else None
+
+    async def roster(self, room_id: str) -> dict[str, str]:
+        prefix = f"{room_id}/members/"
+        out: dict[str, str] = {}
+        async for blob in self.container.list_blobs(name_starts_with=prefix, include=["metadata"]):
+            member_id = blob.name.removeprefix(prefix).removesuffix(".json")
+            hear = (blob.metadata or {}).get("hear")
+            if hear is None:  # written before metadata was kept
+                doc = await self._get(blob.name)
+                hear = (doc or {}).get("hear", "")
+            out[member_id] = hear
+        return out
+
+    async def delete_member(self, room_id: str, member_id: str) -> None:
+        try:
+            await self.container.delete_blob(f"{room_id}/members/{member_id}.json")
+        except ResourceNotFoundError:
+            pass
+
+    # Rooms to end, named by their end time so one listing in name order finds every due room.
+    @staticmethod
+    def _end_key(room: Room) -> str:
+        return f"ends/{int(room.valid_until.timestamp()):012d}.{room.room_id}"
+
+    async def schedule_end(self, room: Room) -> None:
+        await self.container.upload_blob(self._end_key(room), b"", overwrite=True)
+
+    async def due_rooms(self, now: datetime) -> list[tuple[str, str]]:
+        due = []
+        async for blob in self.container.list_blobs(name_starts_with="ends/"):
+            stamp, _, room_id = blob.name.removeprefix("ends/").partition(".")
+            if int(stamp) > now.timestamp():
+                break  # names sort by end time
+            due.append((blob.name, room_id))
+        return due
+
+    async def ended(self, key: str) -> None:
+        try:
+            await self.container.delete_blob(key)
+        except ResourceNotFoundError:
+            pass
 
     async def ping(self) -> None:
         await self.container.get_container_properties()

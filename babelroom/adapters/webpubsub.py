@@ -55,5 +55,13 @@ class WebPubSubBroadcaster:
         token = await self.client.get_client_access_token(user_id=user_id, minutes_to_expire=minutes)
         return token["url"]
 
+    async def close_user(self, user_id: str, reason: str) -> None:
+        """Connections port: a removed member's sockets close (REST users/{id}/:closeConnections)."""
+        await self.client.close_user_connections(user_id, reason=reason)
+
+    async def close_group(self, group: str, reason: str) -> None:
+        """Connections port: a closed or ended room's sockets close (groups/{g}/:closeConnections)."""
+        await self.client.close_group_connections(group, reason=reason)
+
     async def ping(self) -> None:
         await self.client.group_exists("health")

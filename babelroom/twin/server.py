@@ -19,6 +19,7 @@ from .entities import DurableEntities
 from .gateway import Gateway, HttpUpstream
 from .host import FunctionHost, http_request
 from .queues import QueueListener
+from .timers import TimerRunner
 from .webpubsub_trigger import WEBHOOK_PATH, WebPubSubExtension
 from .wpsauth import parse_connection_string
 
@@ -32,6 +33,7 @@ class Twin:
         self.host = FunctionHost(durable_base_url=base_url)
         self.entities = DurableEntities(self.host)
         self.queues = QueueListener(self.host)
+        self.timers = TimerRunner(self.host)
         conn = os.environ["WebPubSubConnectionString"]
         # The gateway reaches the functions the way Azure Web PubSub does: CloudEvents over HTTP to the
         # extension's webhook (here, this same server), signed with the access key.
@@ -44,6 +46,7 @@ class Twin:
         self.gateway.add_routes(self.app)  # before /api/{tail}: /api/hubs/* is the data plane
         self.entities.add_routes(self.app)
         self.extension.add_routes(self.app)  # /runtime/webhooks/webpubsub, as the extension serves it
+        self.timers.add_routes(self.app)  # POST /admin/functions/{name}, before the catch-all
         self.app.router.add_route("*", "/{tail:.*}", self._http)
         self.app.on_startup.append(self._startup)
         self.app.on_cleanup.append(self._cleanup)
@@ -51,10 +54,12 @@ class Twin:
     async def _startup(self, _app: web.Application) -> None:
         init_storage(Settings.from_env())  # exactly what config.py declares (= Bicep), nothing more
         await self.queues.start()
+        await self.timers.start()
 
     async def _cleanup(self, _app: web.Application) -> None:
         await self.queues.stop()
         await self.upstream.close()
+        await self.timers.stop()
 
     async def _http(self, request: web.Request) -> web.Response:
         tail = request.match_info["tail"]

@@ -112,17 +112,28 @@ def stats(page: Page) -> dict:
     return page.evaluate("() => JSON.parse(JSON.stringify(window.babelroom.stats))")
 
 
+# room id -> {"speaker": invite link, "listener": invite link}: what the host's page showed, or
+# what the API returned to stack.room() (register those with invite_links()).
+INVITE_LINKS: dict[str, dict[str, str]] = {}
+
+
+def invite_links(stack, room_id: str) -> dict[str, str]:
+    invites = stack.rooms[room_id]["invites"]
+    INVITE_LINKS[room_id] = {r: f"{stack.url}/?room={room_id}#invite={invites[r]}" for r in ("speaker", "listener")}
+    return INVITE_LINKS[room_id]
+
+
 def join(page: Page, base: str, name: str, speak: str, *, hear: str | None = None, role: str = "speaker",
          room: str | None = None, lobby_shot: Path | None = None) -> str:
-    """Goes through the lobby like a person would; returns the room id."""
-    page.goto(f"{base}/?room={room}" if room else f"{base}/")
+    """Goes through the lobby like a person would: with the room's invite link for `role`, or
+    creating a room (as its host, a speaker) when `room` is None; returns the room id."""
+    page.goto(INVITE_LINKS[room][role] if room else f"{base}/")
     expect(page.locator("#lobby")).to_be_visible()
     page.fill("#name", name)
     page.select_option("#speak", speak)
     if hear:
         page.select_option("#hear", hear)
     expect(page.locator("#hear")).to_have_value(hear or speak)
-    page.check(f"input[name=role][value={role}]")
     if room:
         expect(page.locator("#room-input")).to_have_value(room)
         expect(page.locator("#join-btn")).to_have_text("Join room")
@@ -137,6 +148,13 @@ def join(page: Page, base: str, name: str, speak: str, *, hear: str | None = Non
     expect(page.locator("#conn")).to_have_attribute("data-state", "connected")
     room_id = page.locator("#room-id").inner_text().strip()
     assert room_id
+    assert "#invite=" not in page.url  # the secret leaves the address bar once used
+    if not room:  # the host's page shows both invite links
+        INVITE_LINKS[room_id] = {"listener": page.locator("#share-link").input_value(),
+                                 "speaker": page.locator("#share-speaker-link").input_value()}
+        assert all(f"room={room_id}#invite=" in link for link in INVITE_LINKS[room_id].values())
+    elif role == "listener":
+        expect(page.locator("#talk")).to_be_disabled()
     return room_id
 
 
@@ -457,7 +475,8 @@ def test_reconnect_resumes_without_lost_or_duplicated_lines(stack, launch) -> No
                  " window.babelroom.dropConnection(); }")
     bob.wait_for_function("() => window.babelroom.connection.freshConnections === 1", timeout=UI_TIMEOUT_MS * 3)
     expect(bob.locator("#conn")).to_have_attribute("data-state", "connected")
-    bob.wait_for_function("(old) => window.babelroom.userId && window.babelroom.userId !== old", arg=old_user)
+    # the fresh join used the member key: the same member (no ghost in the room, no new invite needed)
+    assert bob.evaluate("() => window.babelroom.userId") == old_user
     assert bob_chats() == ["zero", "one", "two", "three"]
     say("four")
     expect(bob.locator(".line.chat")).to_have_count(5, timeout=ENGINE_TIMEOUT_MS)
@@ -499,10 +518,15 @@ def test_lobby_links_errors_and_join_command(stack, launch) -> None:
     # Two rooms; `/join` moves between them and the address bar follows (a shareable place).
     first = stack.room(name="First")
     second = stack.room(name="Second")
+    invite_links(stack, first)
+    second_link = invite_links(stack, second)["speaker"]
     join(page, stack.url, "Zoé", "fr", hear="en", room=first)
     expect(page.locator("#room-title")).to_have_text("First")
     expect(page.locator("#me-hear")).to_have_text("English")
-    page.fill("#chat-input", f"/join {second}")
+    page.fill("#chat-input", f"/join {second}")  # an id alone opens nothing
+    page.press("#chat-input", "Enter")
+    expect(page.locator(".line.notice.error")).to_contain_text("invite")
+    page.fill("#chat-input", f"/join {second_link}")
     page.press("#chat-input", "Enter")
     expect(page.locator("#room-title")).to_have_text("Second")
     expect(page.locator("#room-id")).to_have_text(second)
@@ -548,7 +572,7 @@ PUSH_TWO_SPEAKERS = """
 
 def test_two_speakers_play_one_after_the_other_gaplessly(stack, launch) -> None:
     page = launch("ears")
-    join(page, stack.url, "Ears", "en", role="listener")
+    join(page, stack.url, "Ears", "en")
     page.evaluate(PUSH_TWO_SPEAKERS)
     page.wait_for_function("() => window.babelroom.stats.audioChunksPlayed === 10", timeout=10_000)
     timeline = page.evaluate("() => window.babelroom.app.player.timeline")

@@ -43,6 +43,7 @@ export class RoomView extends EventTarget {
       announcer: $("announcer"), hearing: $("hearing"), chatForm: $("chat-form"), chatInput: $("chat-input"),
       talk: $("talk"), talkLabel: $("talk-label"), talkLang: $("talk-lang"), talkHint: $("talk-hint"),
       listenerHint: $("listener-hint"), micError: $("mic-error"),
+      shareSpeaker: $("share-speaker"), speakerLink: $("share-speaker-link"), shareLabel: $("share-label"),
     };
     this.participants = new Map();
     this.speaking = new Map(); // userId -> turn
@@ -61,7 +62,7 @@ export class RoomView extends EventTarget {
   }
 
   /** Resets the view for a room I just joined. */
-  enter({ roomId, roomName, link, me }) {
+  enter({ roomId, roomName, link, speakerLink = "", me }) {
     this.participants.clear();
     this.speaking.clear();
     this.lines.clear();
@@ -70,6 +71,10 @@ export class RoomView extends EventTarget {
     this.el.title.textContent = roomName ? roomName : `Room ${roomId}`;
     document.title = `${roomName || roomId} · babelroom`;
     this.el.share.value = link;
+    // The host sees both invites: listeners (the link above) and speakers (this one).
+    this.el.shareSpeaker.hidden = !speakerLink;
+    this.el.speakerLink.value = speakerLink;
+    this.el.shareLabel.textContent = speakerLink ? "Listener invite link" : "Invite link";
     this.setMe(me);
     this.setHearing(null);
     this.notice(`You joined as ${me.displayName}. ${me.role === "speaker" ? "Hold P to talk." : "You are listening."}`);
