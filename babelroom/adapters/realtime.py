@@ -48,6 +48,8 @@ DEFAULT_LOCAL_URL = "http://127.0.0.1:7073/v1"
 DEFAULT_AZURE_API_VERSION = "2025-08-28"
 API_RATE = 24_000
 CHUNK_MS = 200
+IDLE_TIMEOUT_S = 3.0  # no event for this long: the endpoint is hung (GPT-4o streams deltas far more often)
+RECOGNITION_WAIT_PER_S = 1.0  # plus this per second of segment while the transcript is computed
 AZURE_SCOPE = "https://cognitiveservices.azure.com/.default"
 
 LANGUAGE_NAMES = {
@@ -100,7 +102,7 @@ class RealtimeTranslator:
 
     def __init__(self, client: Any, model: str = DEFAULT_MODEL, *, provider: str = "local",
                  transcription_model: str = "whisper-1", voice: str = "alloy",
-                 timeout: float = 60.0, idle_timeout: float = 10.0) -> None:
+                 timeout: float = 60.0, idle_timeout: float = IDLE_TIMEOUT_S) -> None:
         self.client = client
         self.model = model
         self.provider = provider
@@ -213,16 +215,17 @@ class RealtimeTranslator:
             with contextlib.suppress(Exception):
                 await conn.close()
 
-    async def _events(self, conn: Any) -> AsyncIterator[Any]:
+    async def _events(self, conn: Any, idle: float | None = None) -> AsyncIterator[Any]:
         """Server events until the caller stops; a quiet, closed or garbled stream raises."""
         from websockets.exceptions import ConnectionClosed
 
+        idle = idle or self.idle_timeout
         while True:
             try:
-                async with asyncio.timeout(self.idle_timeout):
+                async with asyncio.timeout(idle):
                     ev = await conn.recv()
             except TimeoutError as exc:
-                raise RealtimeTimeout(f"no event from the endpoint within {self.idle_timeout:g} s") from exc
+                raise RealtimeTimeout(f"no event from the endpoint within {idle:g} s") from exc
             except ConnectionClosed as exc:
                 raise RealtimeError("connection_closed", "the endpoint closed the session before it ended") from exc
             except ValueError as exc:  # not JSON
@@ -256,7 +259,9 @@ class RealtimeTranslator:
                 await conn.input_audio_buffer.append(audio=base64.b64encode(pcm[off : off + step]).decode())
             await conn.input_audio_buffer.commit()
             heard = ""
-            async for ev in self._events(conn):
+            # recognition of the whole segment comes before its first event: allow for its length
+            idle = self.idle_timeout + RECOGNITION_WAIT_PER_S * len(pcm16) / INPUT_RATE / 2
+            async for ev in self._events(conn, idle):
                 if ev.type == "conversation.item.input_audio_transcription.delta":
                     if ev.delta:
                         heard += ev.delta
