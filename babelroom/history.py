@@ -8,13 +8,18 @@ once, so an append is an optimistic read-modify-write: a lost race re-reads and 
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import random
 import time
 from typing import Any, Protocol
 
 from . import protocol
 
+log = logging.getLogger(__name__)
 MAX_ENTRIES = 100
-WRITE_ATTEMPTS = 8
+WRITE_ATTEMPTS = 20
+RACE_BACKOFF_S = 0.02
 
 
 class HistoryStore(Protocol):
@@ -38,12 +43,13 @@ class CaptionHistory:
         """Keep one segment's final lines: id, userId, displayName, turn, segment, sourceLanguage,
         original, texts {language: text}. A redelivered segment replaces its earlier entry."""
         entry = entry | {"at": entry.get("at") or time.time()}
-        for _ in range(WRITE_ATTEMPTS):
+        for attempt in range(WRITE_ATTEMPTS):
             entries, version = await self.store.read(room_id)
             kept = [e for e in entries if e.get("id") != entry.get("id")] + [entry]
             kept.sort(key=lambda e: e.get("at", 0))
             if await self.store.write(room_id, kept[-self.max_entries:], version):
                 return
+            await asyncio.sleep(random.uniform(0, RACE_BACKOFF_S * (attempt + 1)))  # writers spread out
         raise RuntimeError(f"history of room {room_id}: {WRITE_ATTEMPTS} write races in a row")
 
     async def recent(self, room_id: str, limit: int = 50) -> list[dict[str, Any]]:
@@ -62,6 +68,22 @@ class CaptionHistory:
                 about, language=language, original=e.get("original", ""), text=text or e.get("original", ""),
                 final=True, translated=bool(text) and language != e.get("sourceLanguage")))
         return protocol.history(room_id, language, lines)
+
+
+    async def send_to(self, broadcaster: Any, connection_id: str, room_id: str, language: str,
+                      limit: int = 50) -> bool:
+        """Send `history` to one new connection (a late joiner, or a client back after a recovery
+        window over 30 s, which reconnects as a new connection). Best effort: a storage error
+        never fails the connection; nothing is sent when the room has said nothing yet."""
+        try:
+            msg = await self.message(room_id, language, limit)
+            if not msg["captions"]:
+                return False
+            await broadcaster.to_connection(connection_id, msg)
+            return True
+        except Exception as e:
+            log.warning("history for %s in room %s not sent: %r", connection_id, room_id, e)
+            return False
 
 
 class MemoryHistoryStore:

@@ -73,6 +73,8 @@ async def on_connected(request: str, client: df.DurableOrchestrationClient) -> N
                                                 "participants": everyone})
     for lang in hear_languages(state) | {member.hear}:
         await b.to_group(group_name(member.room_id, lang), protocol.presence(everyone))
+    # history (translator helper): recent captions for a late joiner or a client back after > 30 s
+    await deps.history().send_to(b, ctx["connectionId"], member.room_id, member.hear)
 
 
 @bp.generic_trigger(arg_name="request", type="webPubSubTrigger", hub=HUB, eventName="disconnected",

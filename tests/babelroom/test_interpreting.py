@@ -190,3 +190,26 @@ async def test_history_limit_zero_is_empty(limit: int) -> None:
     history = CaptionHistory(MemoryHistoryStore())
     await history.add("r1", {"id": "a"})
     assert await history.recent("r1", limit) == []
+
+
+class Connections:
+    def __init__(self, fail: bool = False) -> None:
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+        self.fail = fail
+
+    async def to_connection(self, connection_id: str, message: dict[str, Any]) -> None:
+        if self.fail:
+            raise ConnectionError("service unavailable")
+        self.sent.append((connection_id, message))
+
+
+async def test_history_is_sent_to_a_new_connection_only_when_there_is_some() -> None:
+    history = CaptionHistory(MemoryHistoryStore())
+    conns = Connections()
+    assert not await history.send_to(conns, "c1", "r1", "en") and conns.sent == []
+    it, _ = interpreter(Scripted(), history)
+    await it.segment(ANA, "t1", 0, PCM, {"es", "en"})
+    assert await history.send_to(conns, "c1", "r1", "en")
+    ((cid, msg),) = conns.sent
+    assert cid == "c1" and msg["type"] == "history" and msg["captions"][0]["text"] == "[en] hola a todos"
+    assert not await history.send_to(Connections(fail=True), "c2", "r1", "en")  # never raises
