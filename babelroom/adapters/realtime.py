@@ -48,8 +48,8 @@ DEFAULT_LOCAL_URL = "http://127.0.0.1:7073/v1"
 DEFAULT_AZURE_API_VERSION = "2025-08-28"
 API_RATE = 24_000
 CHUNK_MS = 200
-IDLE_TIMEOUT_S = 3.0  # no event for this long: the endpoint is hung (GPT-4o streams deltas far more often)
-RECOGNITION_WAIT_PER_S = 1.0  # plus this per second of segment while the transcript is computed
+IDLE_TIMEOUT_S = 5.0  # no event for this long: the endpoint is hung (GPT-4o streams deltas far more often)
+RECOGNITION_WAIT_PER_S = 2.0  # plus this per second of segment while it is recognized (cold or busy CPU)
 AZURE_SCOPE = "https://cognitiveservices.azure.com/.default"
 
 LANGUAGE_NAMES = {
