@@ -48,8 +48,13 @@ DEFAULT_LOCAL_URL = "http://127.0.0.1:7073/v1"
 DEFAULT_AZURE_API_VERSION = "2025-08-28"
 API_RATE = 24_000
 CHUNK_MS = 200
-IDLE_TIMEOUT_S = 5.0  # no event for this long: the endpoint is hung (GPT-4o streams deltas far more often)
-RECOGNITION_WAIT_PER_S = 2.0  # plus this per second of segment while it is recognized (cold or busy CPU)
+# A session must acknowledge at once (handshake, session.updated, input_audio_buffer.committed,
+# response.created) and then may compute: a hung endpoint is noticed in IDLE_TIMEOUT_S, while a
+# model that is busy (a cold or shared CPU in the twin) gets WORK_TIMEOUT_S between two events
+# plus WORK_PER_AUDIO_S per second of audio it has to recognize.
+IDLE_TIMEOUT_S = 5.0
+WORK_TIMEOUT_S = 15.0
+WORK_PER_AUDIO_S = 2.0
 AZURE_SCOPE = "https://cognitiveservices.azure.com/.default"
 
 LANGUAGE_NAMES = {
@@ -102,14 +107,16 @@ class RealtimeTranslator:
 
     def __init__(self, client: Any, model: str = DEFAULT_MODEL, *, provider: str = "local",
                  transcription_model: str = "whisper-1", voice: str = "alloy",
-                 timeout: float = 60.0, idle_timeout: float = IDLE_TIMEOUT_S) -> None:
+                 timeout: float = 60.0, idle_timeout: float = IDLE_TIMEOUT_S,
+                 work_timeout: float = WORK_TIMEOUT_S) -> None:
         self.client = client
         self.model = model
         self.provider = provider
         self.transcription_model = transcription_model
         self.voice = voice
         self.timeout = timeout  # a whole session
-        self.idle_timeout = idle_timeout  # between two events: a hung endpoint fails fast, not after `timeout`
+        self.idle_timeout = idle_timeout  # until the endpoint acknowledges: a hung one fails fast
+        self.work_timeout = work_timeout  # between two events once it is computing
         self.sessions = 0  # realtime sessions opened (the bench and the tests count them)
 
     # -- construction --------------------------------------------------------------------------
@@ -215,11 +222,14 @@ class RealtimeTranslator:
             with contextlib.suppress(Exception):
                 await conn.close()
 
-    async def _events(self, conn: Any, idle: float | None = None) -> AsyncIterator[Any]:
-        """Server events until the caller stops; a quiet, closed or garbled stream raises."""
+    async def _events(self, conn: Any, acknowledged: str, work: float) -> AsyncIterator[Any]:
+        """Server events until the caller stops; a quiet, closed or garbled stream raises.
+
+        Until the `acknowledged` event arrives the endpoint gets the idle timeout; after it, `work`
+        seconds between events."""
         from websockets.exceptions import ConnectionClosed
 
-        idle = idle or self.idle_timeout
+        idle = self.idle_timeout
         while True:
             try:
                 async with asyncio.timeout(idle):
@@ -236,6 +246,8 @@ class RealtimeTranslator:
                 err = ev.error
                 raise RealtimeError(getattr(err, "code", None), getattr(err, "message", None) or "error",
                                     getattr(err, "type", None))
+            if ev.type == acknowledged:
+                idle = work
             yield ev
 
     async def _transcription_session(self, pcm16: bytes, source: str, emit: Callable[[Any], None]) -> None:
@@ -260,8 +272,8 @@ class RealtimeTranslator:
             await conn.input_audio_buffer.commit()
             heard = ""
             # recognition of the whole segment comes before its first event: allow for its length
-            idle = self.idle_timeout + RECOGNITION_WAIT_PER_S * len(pcm16) / INPUT_RATE / 2
-            async for ev in self._events(conn, idle):
+            work = self.work_timeout + WORK_PER_AUDIO_S * len(pcm16) / INPUT_RATE / 2
+            async for ev in self._events(conn, "input_audio_buffer.committed", work):
                 if ev.type == "conversation.item.input_audio_transcription.delta":
                     if ev.delta:
                         heard += ev.delta
@@ -294,7 +306,7 @@ class RealtimeTranslator:
                 "metadata": {"target_language": target, "source_language": source},
             })
             said, final_sent = "", False
-            async for ev in self._events(conn):
+            async for ev in self._events(conn, "response.created", self.work_timeout):
                 kind = ev.type
                 if kind == "response.output_audio_transcript.delta":
                     said += ev.delta
@@ -348,7 +360,7 @@ class RealtimeTranslator:
                     "metadata": {"target_language": target_language, "source_language": source_language},
                 })
                 out = ""
-                async for ev in self._events(conn):
+                async for ev in self._events(conn, "response.created", self.work_timeout):
                     if ev.type == "response.output_text.delta":
                         out += ev.delta
                     elif ev.type == "response.output_text.done":
