@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from . import protocol
 from .broadcaster import Broadcaster, group_name
 from .codec import AudioPacker
+from .history import CaptionHistory
 from .translator import TranslatedAudio, TranslatedText, Translator
 
 T = TypeVar("T")
@@ -78,11 +79,11 @@ class _Voice:
 
 class Interpreter:
     def __init__(self, translator: Translator, broadcaster: Broadcaster, codec: str = "opus",
-                 history: Any | None = None) -> None:
+                 history: CaptionHistory | None = None) -> None:
         self.translator = translator
         self.broadcaster = broadcaster
         self.codec = codec
-        self.history = history  # babelroom.history.CaptionHistory, or None
+        self.history = history  # recent captions per room, for late joiners
         AudioPacker(codec)  # a wrong codec or a missing encoder fails at start, not mid-sentence
 
     async def _send(self, usage: Usage, room_id: str, language: str, msg: dict[str, Any]) -> None:
