@@ -2,11 +2,11 @@
 
 The queue delivers at least once, and a worker can die mid-segment. Each segment has a status
 blob (`status/{segment}.json` in the transcripts container): `working` with a lease expiry while
-an attempt runs, `done` once it has been published. A worker claims a segment by creating the
-status (if-none-match) or by taking over an expired lease (if-match on its ETag), so two workers
-never translate the same segment at once, a finished one is never redone, and one whose worker
-crashed is retried once its lease runs out instead of being dropped. A failed attempt releases
-its lease so the queue's retry starts at once. A segment that still fails after host.json
+an attempt runs (renewed every 10 s), `done` once it has been published. A worker claims a
+segment by creating the status (if-none-match) or by taking over an expired lease (if-match on
+its ETag), so two workers never translate the same segment at once, a finished one is never
+redone, and one whose worker crashed is retried once its lease runs out instead of being dropped.
+A failed attempt releases its lease so the queue's retry starts at once. A segment that still fails after host.json
 maxDequeueCount attempts lands on `<queue>-poison`; `segment_poisoned` turns it into a notice to
 the room's listeners.
 """
@@ -32,8 +32,8 @@ from . import deps
 
 bp = df.Blueprint()
 log = logging.getLogger(__name__)
-LEASE_SECONDS = 30.0  # longer than any healthy attempt (ATTEMPT_SECONDS bounds one)
-ATTEMPT_SECONDS = LEASE_SECONDS - 5.0
+LEASE_SECONDS = 30.0  # a crashed attempt's segment is retried this long after its last renewal
+RENEW_SECONDS = LEASE_SECONDS / 3  # a live attempt renews its lease, however long the segment takes
 POLL_SECONDS = 0.5
 
 
@@ -81,6 +81,22 @@ async def claim(records: Any, segment_id: str) -> str | None:
         await asyncio.sleep(min(left, POLL_SECONDS))
 
 
+async def renew(records: Any, segment_id: str, etag: list[str]) -> None:
+    """Keep our lease alive while the attempt runs (`etag[0]` follows each renewal); stops
+    quietly if the status changed under us, which only an expired lease allows."""
+    blob = records.get_blob_client(status_name(segment_id))
+    while True:
+        await asyncio.sleep(RENEW_SECONDS)
+        try:
+            etag[0] = (await blob.upload_blob(_working(), overwrite=True, etag=etag[0],
+                                              match_condition=MatchConditions.IfNotModified))["etag"]
+        except (ResourceModifiedError, ResourceNotFoundError):
+            log.warning("lease of %s lost while translating it", segment_id)
+            return
+        except Exception as e:  # a storage blip: try again at the next renewal
+            log.warning("lease of %s not renewed: %r", segment_id, e)
+
+
 async def release(records: Any, segment_id: str, etag: str) -> None:
     """Drop our lease after a failure so the queue's retry need not wait for it to expire."""
     try:
@@ -110,16 +126,19 @@ async def translate_segment(msg: func.QueueMessage, client: df.DurableOrchestrat
     if etag is None:
         log.info("segment %s already translated; skipping the redelivery", job["id"])
         return
+    lease = [etag]
+    renewing = asyncio.create_task(renew(records, job["id"], lease))
     try:
-        async with asyncio.timeout(ATTEMPT_SECONDS):  # never outlive our own lease
-            pcm, room = await asyncio.gather(
-                read_segment(deps.blob_service(), s.segments_container, job["blob"]),
-                client.read_entity_state(df.EntityId("room", job["room"])))
-            usage = await deps.interpreter().segment(_speaker(job), job["turn"], int(job["index"]), pcm,
-                                                     hear_languages(room.entity_state) or {job["language"]})
+        pcm, room = await asyncio.gather(
+            read_segment(deps.blob_service(), s.segments_container, job["blob"]),
+            client.read_entity_state(df.EntityId("room", job["room"])))
+        usage = await deps.interpreter().segment(_speaker(job), job["turn"], int(job["index"]), pcm,
+                                                 hear_languages(room.entity_state) or {job["language"]})
     except BaseException:
-        await release(records, job["id"], etag)
+        renewing.cancel()
+        await release(records, job["id"], lease[0])
         raise
+    renewing.cancel()
     await finish(records, job["id"])
     record = {"segment": job, "usage": usage.__dict__, "claimed": claimed, "at": datetime.now(UTC).isoformat()}
     await records.upload_blob(f"usage/{job['id'].replace(':', '/')}.json", json.dumps(record).encode(),

@@ -33,9 +33,11 @@ class RecordingInterpreter:
         self.segments: list[tuple[str, int, set[str]]] = []
         self.lost_calls: list[tuple[str, int, set[str]]] = []
         self.fail = fail
+        self.slow = 0.0
 
     async def segment(self, speaker: Any, turn: str, index: int, pcm: bytes, languages: set[str]) -> Any:
         self.segments.append((turn, index, languages))
+        await asyncio.sleep(self.slow)
         if self.fail:
             self.fail -= 1
             raise RuntimeError("model down")
@@ -126,6 +128,18 @@ async def test_a_live_attempt_that_finishes_is_not_redone(functions: dict[str, A
     await env.records.upload_blob(tr.status_name("u1:t1:0"), json.dumps({"status": "done"}).encode(), overwrite=True)
     await waiting
     assert env.interp.segments == []
+
+
+async def test_a_long_attempt_renews_its_lease_and_is_not_taken_over(functions: dict[str, Any], env: Any,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tr, "LEASE_SECONDS", 0.6)
+    monkeypatch.setattr(tr, "RENEW_SECONDS", 0.15)
+    env.interp.slow = 2.0  # more than three leases
+    first = asyncio.create_task(run(functions, "translate_segment", job()))
+    await asyncio.sleep(0.3)
+    await run(functions, "translate_segment", job())  # a redelivery waits for the live attempt
+    await first
+    assert len(env.interp.segments) == 1 and (await status(env))["status"] == "done"
 
 
 async def test_a_failed_attempt_releases_its_lease_for_the_queue_retry(functions: dict[str, Any], env: Any) -> None:
