@@ -65,7 +65,9 @@ class HandOffFailed(InternalEntityException):
     """Blob or Queue failed while a segment was handed off. The SDK records any other exception as
     the operation's error and keeps the state, in which the segment is already closed: it would be
     lost. Only this class fails the whole batch, so the host runs it again from the saved state
-    (writes are idempotent and the translator skips a segment it has done)."""
+    (writes are idempotent and the translator skips a segment it has done). In the extension a
+    failed out-of-process batch is an internal error, and AbortOnInternalError aborts the session
+    (SessionAbortedException): the work item is abandoned and its messages processed again."""
 
 
 @bp.entity_trigger(context_name="context", entity_name="speaker")
