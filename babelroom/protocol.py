@@ -174,3 +174,48 @@ def left(user_id: str) -> dict[str, Any]:
 def renamed(user_id: str, display_name: str) -> dict[str, Any]:
     return {"type": "presence.renamed", "userId": user_id, "displayName": display_name}
 
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+# -- translator messages (captions, translated audio, notices, history) --------------------------
+# Built here so every server message has one shape; babelroom.interpreting sends them.
+
+
+def caption(about: dict[str, Any], *, language: str, original: str, text: str, final: bool,
+            translated: bool, note: str | None = None) -> dict[str, Any]:
+    """A caption line of segment `about` (id, userId, displayName, turn, segment, sourceLanguage)."""
+    msg = about | {"type": "caption", "final": final, "original": original, "language": language,
+                   "text": text, "translated": translated}
+    if note:
+        msg["note"] = note
+    return msg
+
+
+def translated_audio(about: dict[str, Any], *, language: str, seq: int, last: bool,
+                     fields: dict[str, Any]) -> dict[str, Any]:
+    """One chunk of translated speech; `fields` are the codec's (codec, rate, packets or pcm)."""
+    return {"type": "audio", "id": about["id"], "userId": about["userId"], "turn": about["turn"],
+            "segment": about["segment"], "language": language, "seq": seq, "last": last, **fields}
+
+
+def notice(code: str, message: str, *, language: str, about: dict[str, Any] | None = None,
+           original: str = "") -> dict[str, Any]:
+    """Tells the listeners of `language` that something said did not reach them (never silence).
+
+    code: `translation_failed` (retried once and failed) or `segment_lost` (the segment went to
+    the poison queue). `original` is the transcript when it is known.
+    """
+    msg: dict[str, Any] = {"type": "notice", "code": code, "message": message, "language": language}
+    if about:
+        msg |= {k: about[k] for k in ("id", "userId", "displayName", "turn", "segment", "sourceLanguage")
+                if k in about}
+    if original:
+        msg["original"] = original
+    return msg
+
+
+def history(room_id: str, language: str, captions: list[dict[str, Any]]) -> dict[str, Any]:
+    """The room's recent final captions in `language`, oldest first, for a late or returning listener."""
+    return {"type": "history", "roomId": room_id, "language": language, "captions": captions}

@@ -18,6 +18,7 @@ from functools import cache
 from typing import Any
 
 import azure.durable_functions as df
+from azure.durable_functions.entity import InternalEntityException
 
 from babelroom.adapters.storage import SegmentStore, blob_service, queue_client
 from babelroom.segmenter import ClosedSegment, Outcome, Segmenter, Spill, new_state
@@ -62,6 +63,15 @@ def _hand_off(speaker: str, who: dict[str, Any], seg: ClosedSegment) -> dict[str
     return msg
 
 
+class HandOffFailed(InternalEntityException):
+    """Blob or Queue failed while a segment was handed off. The SDK records any other exception as
+    the operation's error and keeps the state, in which the segment is already closed: it would be
+    lost. Only this class fails the whole batch, so the host runs it again from the saved state
+    (writes are idempotent and the translator skips a segment it has done). In the extension a
+    failed out-of-process batch is an internal error, and AbortOnInternalError aborts the session
+    (SessionAbortedException): the work item is abandoned and its messages processed again."""
+
+
 @bp.entity_trigger(context_name="context", entity_name="speaker")
 def speaker(context: df.DurableEntityContext) -> None:
     state: dict[str, Any] = context.get_state(new_state)
@@ -75,12 +85,15 @@ def speaker(context: df.DurableEntityContext) -> None:
     who = state.get("who") or {"room": context.entity_key.partition(".")[0], "userId": context.entity_key}
     closed, skipped = [], []
     for action in outcome.actions:
-        if isinstance(action, Spill):
-            name = SegmentStore.blob_name(context.entity_key, action.turn, action.index)
-            _segments().stage(name, action.block_id, action.pcm)
-        elif action.worth_translating:
-            closed.append(_hand_off(context.entity_key, who, action)["id"])
-        else:
-            skipped.append(f"{context.entity_key}:{action.turn}:{action.index}")
+        try:
+            if isinstance(action, Spill):
+                name = SegmentStore.blob_name(context.entity_key, action.turn, action.index)
+                _segments().stage(name, action.block_id, action.pcm)
+            elif action.worth_translating:
+                closed.append(_hand_off(context.entity_key, who, action)["id"])
+            else:
+                skipped.append(f"{context.entity_key}:{action.turn}:{action.index}")
+        except Exception as e:
+            raise HandOffFailed(f"hand-off of {context.entity_key}:{action.turn}:{action.index}: {e!r}") from e
     context.set_state(state)
     context.set_result({"closed": closed, "skipped": skipped, "duplicate": outcome.duplicate, "late": outcome.late})

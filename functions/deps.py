@@ -12,6 +12,7 @@ from babelroom.adapters.local_identity import LocalIdentity
 from babelroom.adapters.storage import BlobRoomStore, aio_blob_service
 from babelroom.adapters.webpubsub import WebPubSubBroadcaster, service_client
 from babelroom.config import Settings
+from babelroom.history import CaptionHistory
 from babelroom.interpreting import Interpreter
 from babelroom.rooms import IdentityProvider, RoomService
 
@@ -58,7 +59,11 @@ class UnavailableTranslator:
     def __init__(self, reason: str) -> None:
         self.reason = reason
 
-    async def interpret(self, pcm16: bytes, source_language: str, target_language: str) -> Any:
+    async def transcribe(self, pcm16: bytes, source_language: str) -> Any:
+        raise RuntimeError(self.reason)
+        yield  # pragma: no cover - makes this an async generator
+
+    async def speak(self, text: str, source_language: str, target_language: str) -> Any:
         raise RuntimeError(self.reason)
         yield  # pragma: no cover - makes this an async generator
 
@@ -80,5 +85,13 @@ def translator() -> Any:
 
 
 @cache
+def history() -> CaptionHistory:
+    """Recent captions per room (transcripts/history/{roomId}.json), for late or returning listeners."""
+    from babelroom.adapters.history_blob import BlobHistoryStore
+
+    return CaptionHistory(BlobHistoryStore(blob_service(), settings().transcripts_container))
+
+
+@cache
 def interpreter() -> Interpreter:
-    return Interpreter(translator(), broadcaster(), settings().audio_codec)
+    return Interpreter(translator(), broadcaster(), settings().audio_codec, history())

@@ -80,6 +80,8 @@ async def on_connected(request: str, client: df.DurableOrchestrationClient) -> N
         member = await _member(ctx)
         await client.signal_entity(df.EntityId("room", member.room_id), "connected",
                                    member.participant() | {"connectionId": ctx["connectionId"]})
+        # recent captions for a late joiner or a client back after a long recovery window
+        await deps.history().send_to(deps.broadcaster(), ctx["connectionId"], member.room_id, member.hear)
     except Exception:
         log.exception("connected failed")
 

@@ -15,7 +15,7 @@ from typing import Any
 import azure.durable_functions as df
 import azure.functions as func
 
-from babelroom.interpreting import participants
+from babelroom.presence import participants
 from babelroom.ratelimit import RateLimiter, retry_after
 from babelroom.rooms import CreateRoom, JoinRoom, RoomError, Unavailable
 

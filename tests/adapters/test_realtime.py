@@ -85,14 +85,24 @@ async def test_silence_yields_nothing(base: str) -> None:
 
 
 @pytest.mark.slow
-async def test_second_language_does_not_rerun_whisper(engine: Engine, base: str) -> None:
+@pytest.mark.parametrize("provider", ["local", "azure"])
+async def test_one_transcription_then_text_in_sessions_per_language(engine: Engine, base: str,
+                                                                    provider: str) -> None:
+    """The audio goes to one session; each language's session gets only the transcript."""
     pcm = synth(engine, "Necesitamos más tiempo para terminar el informe.", "es", rate=16_000)
-    tr = local(base)
-    before = engine.asr_runs
-    await collect(tr, pcm, "es", "en")
-    await collect(tr, pcm, "es", "pt")
-    await collect(azure(base), pcm, "es", "fr")
-    assert engine.asr_runs == before + 1
+    tr = local(base) if provider == "local" else azure(base)
+    engine._cache.clear()  # a cached transcript would hide a second recognition
+    runs = engine.asr_runs
+    heard = [o for o in [o async for o in tr.transcribe(pcm, "es")] if o.final]
+    assert len(heard) == 1 and "tiempo" in heard[0].text.lower()
+    assert engine.asr_runs == runs + 1 and tr.sessions == 1
+    spoken = {t: [o async for o in tr.speak(heard[0].text, "es", t)] for t in ("en", "pt")}
+    assert engine.asr_runs == runs + 1, "a language session must not recognize the audio again"
+    assert tr.sessions == 3
+    for target, outs in spoken.items():
+        (final,) = [o for o in outs if isinstance(o, TranslatedText) and o.final]
+        assert final.translated and final.language == target and final.text
+        assert sum(len(o.pcm) for o in outs if isinstance(o, TranslatedAudio)) > 24_000
 
 
 @pytest.mark.slow
