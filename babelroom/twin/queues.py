@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import logging
 import os
@@ -62,12 +63,9 @@ class QueueListener:
 
     async def _listen(self, f: Registered) -> None:
         name = f.trigger["queueName"]
+        # Like the Functions queue listener, create nothing up front: the queues are what Bicep (and
+        # `storage init`) declare; a poison queue is created only when a message is moved to it.
         queue, poison = self._client(f, name), self._client(f, f"{name}-poison")
-        for q in (queue, poison):
-            try:
-                await q.create_queue()
-            except ResourceExistsError:
-                pass
         sem = asyncio.Semaphore(self.concurrency)
         while True:
             try:
@@ -97,6 +95,8 @@ class QueueListener:
             self.failed += 1
             log.exception("%s failed on message %s (attempt %s)", f.name, msg.id, msg.dequeue_count)
             if msg.dequeue_count >= self.options["max_dequeue"]:
+                with contextlib.suppress(ResourceExistsError):  # QueueProcessor.CopyMessageToPoisonQueueAsync
+                    await poison.create_queue()
                 await poison.send_message(msg.content)
                 await queue.delete_message(msg.id, msg.pop_receipt)
             else:
