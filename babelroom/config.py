@@ -24,7 +24,6 @@ SETTINGS: dict[str, str] = {
     "WEBPUBSUB_ENDPOINT": "Web PubSub endpoint for Entra ID auth (Azure)",
     "WEBPUBSUB_HUB": "hub name, 'rooms'",
     "ROOM_SERVICE": "'local' (self-signed identity tokens) or 'acs' (ACS Rooms + Identity)",
-    "BABELROOM_TOKEN_KEY": "HS256 key for local identity tokens (ROOM_SERVICE=local only)",
     "AZURE_CLIENT_ID": "client id of the user-assigned managed identity; unset = DefaultAzureCredential",
     "ACS_ENDPOINT": "ACS endpoint for Entra ID auth (ROOM_SERVICE=acs)",
     "ACS_CONNECTION_STRING": "ACS connection string with an access key (developers only)",
@@ -57,7 +56,6 @@ class Settings:
     webpubsub_endpoint: str | None = None
     hub: str = "rooms"
     room_service: str = "local"
-    token_key: str | None = None
     client_id: str | None = None
     rooms_container: str = "rooms"
     segments_container: str = "segments"
@@ -77,7 +75,6 @@ class Settings:
             webpubsub_endpoint=e.get("WEBPUBSUB_ENDPOINT") or None,
             hub=e.get("WEBPUBSUB_HUB") or "rooms",
             room_service=e.get("ROOM_SERVICE") or "local",
-            token_key=e.get("BABELROOM_TOKEN_KEY") or None,
             client_id=e.get("AZURE_CLIENT_ID") or None,
             rooms_container=e.get("ROOMS_CONTAINER") or "rooms",
             segments_container=e.get("SEGMENTS_CONTAINER") or "segments",

@@ -45,7 +45,7 @@ def _identity() -> IdentityProvider:
         if acs is None:
             raise RuntimeError("ROOM_SERVICE=acs needs ACS_ENDPOINT or ACS_CONNECTION_STRING")
         return acs  # type: ignore[return-value]
-    return LocalIdentity(settings().token_key or "")
+    return LocalIdentity()
 
 
 @cache

@@ -13,10 +13,6 @@ from ..rooms import Member, Room
 
 
 class LocalIdentity:
-    def __init__(self, key: str = "") -> None:
-        # BABELROOM_TOKEN_KEY signed the per-join token this class used to issue; nothing reads it now.
-        self.key = key
-
     async def create_room(self, room: Room) -> str | None:
         return None
 

@@ -96,7 +96,6 @@ def twin_settings(port: int, engine_url: str, storage: str) -> dict[str, str]:
         "WebPubSubConnectionString": f"Endpoint=http://127.0.0.1:{port};AccessKey={secrets.token_urlsafe(32)};Version=1.0;",
         "WEBPUBSUB_HUB": "rooms",
         "ROOM_SERVICE": "local",
-        "BABELROOM_TOKEN_KEY": secrets.token_urlsafe(32),
         "TRANSLATOR_PROVIDER": "local",
         "OPENAI_BASE_URL": engine_url,
         "REALTIME_MODEL": "gpt-realtime",

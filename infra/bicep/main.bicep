@@ -206,7 +206,7 @@ var hostSettings = {
 // Not set in Azure on purpose (tests/infra/test_bicep.py NOT_IN_AZURE): key-auth settings
 // (WebPubSubConnectionString, ACS_CONNECTION_STRING, AZURE_OPENAI_API_KEY), the connection-string
 // form of AzureWebJobsStorage, the twin/OpenAI-only OPENAI_BASE_URL and OPENAI_API_KEY,
-// BABELROOM_TOKEN_KEY (ROOM_SERVICE=local only) and FUNCTIONS_WORKER_RUNTIME (Flex rejects it).
+// and FUNCTIONS_WORKER_RUNTIME (Flex rejects it).
 var codeSettings = {
   AZURE_CLIENT_ID: identity.outputs.clientId
   WEBPUBSUB_ENDPOINT: webPubSub.outputs.endpoint

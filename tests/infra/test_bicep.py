@@ -469,7 +469,6 @@ NOT_IN_AZURE: dict[str, str] = {
     "FUNCTIONS_WORKER_RUNTIME": "Flex Consumption takes the runtime from functionAppConfig and rejects the setting",
     "AzureWebJobsStorage": "identity-based instead: AzureWebJobsStorage__accountName/__credential/__clientId",
     "WebPubSubConnectionString": "key auth (twin); Azure uses WebPubSubConnectionString__serviceUri + identity",
-    "BABELROOM_TOKEN_KEY": "only for ROOM_SERVICE=local",
     "ACS_CONNECTION_STRING": "key auth; Azure uses ACS_ENDPOINT + identity",
     "OPENAI_BASE_URL": "the twin's engine or OpenAI itself, not Azure OpenAI",
     "OPENAI_API_KEY": "OpenAI itself, not Azure OpenAI",
@@ -537,8 +536,8 @@ def settings_problems(root: Path) -> list[str]:
         ),
         (
             "  WEBPUBSUB_HUB: webPubSubHubName\n",
-            "  WEBPUBSUB_HUB: webPubSubHubName\n  BABELROOM_TOKEN_KEY: 'x'\n",
-            "BABELROOM_TOKEN_KEY: set in Azure",
+            "  WEBPUBSUB_HUB: webPubSubHubName\n  OPENAI_API_KEY: 'x'\n",
+            "OPENAI_API_KEY: set in Azure",
         ),
     ],
 )
