@@ -122,6 +122,14 @@ export class RoomView extends EventTarget {
       case "chat":
         this.chat(d);
         break;
+      case "history": // recent final captions for a late joiner or after a long reconnect; ids dedupe
+        for (const c of d.captions || []) this.caption({ ...c, final: true });
+        break;
+      case "notice": { // something said did not reach us: say so rather than stay silent
+        const who = d.displayName ? `${d.displayName}: ` : "";
+        this.notice(`${who}${d.message || d.code}${d.original ? ` (“${d.original}”)` : ""}`, "warn");
+        break;
+      }
       case "error":
         this.notice(`Server: ${d.message || d.code}${d.event ? ` (${d.event})` : ""}`, "error");
         break;
