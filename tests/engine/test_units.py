@@ -232,6 +232,28 @@ def test_router_pivots_only_where_both_legs_exist() -> None:
     assert router.route("pt", "es").legs == (("good", "pt", "en"), ("rules", "en", "es"))
     assert router.translate("x", "pt", "es") == "x>en>es"
     assert router.route("pt", "de") is None
+    assert not router.route("en", "pt").weak and router.route("en", "pt").info()["legs"] == 1
+    assert router.route("pt", "es").weak  # 0.9 × 0.6 = 0.54 < 0.65: two legs, one distant
+    assert router.route("pt", "es").info()["via"] == ["en"]
+
+
+def test_three_leg_routes_are_weak_whatever_their_weights() -> None:
+    from babelroom.engine.mt import Route
+
+    three = Route((("a", "fr", "es"), ("a", "es", "pt"), ("b", "pt", "en")), 0.99)
+    assert three.weak and three.info()["via"] == ["es", "pt"]
+    assert not Route((("a", "es", "pt"),), 0.8).weak
+
+
+@pytest.mark.slow
+def test_italian_goes_through_spanish(engine: Engine) -> None:
+    routes = engine.mt.routes
+    if ("it", "es") not in routes:
+        pytest.skip("Debian apertium-spa-ita and cg3 are not installed (make install adds them)")
+    assert routes[("it", "es")].legs == (("apertium", "it", "es"),)
+    assert [leg[2] for leg in routes[("it", "en")].legs] == ["es", "pt", "en"] and routes[("it", "en")].weak
+    out = engine.translate_sync("Oggi parleremo del nuovo progetto.", "it", "es")
+    assert "proyecto" in out.text, out.text
 
 
 def test_idle_apertium_pipelines_stop() -> None:
