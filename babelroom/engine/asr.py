@@ -48,8 +48,8 @@ EMPTY = Transcript("", "", 0.0, 1.0, 0.0)
 class DecodeOptions:
     """Whisper decoding settings (defaults measured on the real-speech eval, docs/models.md)."""
 
-    beam_size: int = 1
-    temperatures: tuple[float, ...] = (0.0,)  # fallback sequence; > 0 samples with a fixed seed
+    beam_size: int = 5
+    temperatures: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6)  # fallback; > 0 samples with a fixed seed
     best_of: int = 2  # samples per fallback temperature
     # Whisper's own pair is (0.6, -1.0); white noise scores 0.43-0.64 and real prompts that
     # decode this unsurely never score above 0.4 (eval), so 0.4 has room on both sides
@@ -206,10 +206,11 @@ class WhisperASR:
                 out = decode(temperature)
             text, tokens, avg, no_speech, hit_cap = out
             attempts.append(out)
-            silent = no_speech > opts.no_speech_threshold and avg < opts.logprob_threshold
             doubtful = (hit_cap or looping(tokens) or avg < opts.logprob_threshold
                         or (len(text) > 20 and get_compression_ratio(text) > opts.compression_ratio_threshold))
-            if silent or not doubtful:
+            # a doubtful decode of audio that Whisper itself may think silent is not re-sampled
+            # (sampling noise until something plausible comes out is how hallucinations pass)
+            if not doubtful or no_speech > opts.no_speech_threshold:
                 break
         # Whisper's no-speech estimate comes from the first decode step (same for every attempt);
         # the most confident attempt that passes the checks wins, else the first is dropped
