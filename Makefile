@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 7071
-APT_PACKAGES := apertium apertium-eng-spa apertium-es-pt apertium-fr-es chromium sox espeak-ng
+APT_PACKAGES := apertium apertium-eng-spa apertium-es-pt apertium-fr-es apertium-spa-ita cg3 chromium sox espeak-ng asterisk-core-sounds-en asterisk-core-sounds-en-g722 asterisk-core-sounds-es asterisk-core-sounds-es-g722 asterisk-core-sounds-fr asterisk-core-sounds-fr-wav asterisk-core-sounds-fr-g722 pocketsphinx-testdata
 AZURITE_VERSION := 3.37.0
 
 .PHONY: install system-deps dev test lint bench clean

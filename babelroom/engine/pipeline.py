@@ -23,7 +23,7 @@ from typing import Any, TextIO, TypeVar
 
 import numpy as np
 
-from .asr import EMPTY, Transcript
+from .asr import EMPTY, DecodeOptions, Transcript
 from .audio import pcm16_to_float, resample
 from .models import models_dir
 
@@ -41,6 +41,8 @@ class EngineConfig:
     cpu_threads: int = 2
     max_new_tokens: int = 128
     asr_window_s: float = 10.0  # minimum Whisper encoder window (30 = classic zero-padded window)
+    decode: DecodeOptions = field(default_factory=DecodeOptions)  # beam, fallback, thresholds
+    vad_pad_ms: int = 200  # speech kept around the VAD spans
     workers: int = 2
     max_jobs: int = 8  # admitted jobs (running + waiting) before Busy
     cache_size: int = 128
@@ -63,6 +65,11 @@ class Translation:
     translated: bool
     note: str | None = None
     route: str | None = None
+    route_info: dict[str, Any] | None = None  # legs, via, quality, weak (mt.Route.info)
+
+    @property
+    def weak(self) -> bool:
+        return bool(self.route_info and self.route_info.get("weak"))
 
 
 @dataclass
@@ -120,7 +127,7 @@ class Engine:
         from .vad import SpeechGate
 
         t = time.perf_counter()
-        self.vad = SpeechGate()
+        self.vad = SpeechGate(pad_ms=self.config.vad_pad_ms)
         self._progress(f"silero VAD loaded {time.perf_counter() - t:.2f}s")
 
         from .asr import WhisperASR
@@ -128,7 +135,7 @@ class Engine:
         t = time.perf_counter()
         self.asr = WhisperASR(str(wdir), cpu_threads=self.config.cpu_threads,
                               max_new_tokens=self.config.max_new_tokens,
-                              min_window_s=self.config.asr_window_s)
+                              min_window_s=self.config.asr_window_s, options=self.config.decode)
         self._progress(f"whisper base int8 loaded {time.perf_counter() - t:.2f}s")
 
         from .mt import MTRouter, default_providers
@@ -212,15 +219,17 @@ class Engine:
         }
 
     # -- synchronous stages --------------------------------------------------------------------
-    def recognize_sync(self, audio: np.ndarray, language: str | None = None) -> Recognition:
-        """VAD gate then Whisper on 16 kHz float audio (no cache)."""
+    def recognize_sync(self, audio: np.ndarray, language: str | None = None,
+                       prompt: str | None = None) -> Recognition:
+        """VAD gate then Whisper on 16 kHz float audio (no cache); `prompt`: names and recent
+        captions of the room, which bias Whisper's spelling and vocabulary."""
         t = time.perf_counter()
         speech = self.vad.speech(audio)
         t_vad = time.perf_counter() - t
         if speech is None:
             return Recognition(EMPTY, {"vad": t_vad, "asr": 0.0}, False, False)
         t = time.perf_counter()
-        tr = self.asr.transcribe(speech, language or None)
+        tr = self.asr.transcribe(speech, language or None, prompt)
         return Recognition(tr, {"vad": t_vad, "asr": time.perf_counter() - t}, False, True)
 
     def translate_sync(self, text: str, src: str, tgt: str) -> Translation:
@@ -229,7 +238,7 @@ class Engine:
         route = self.mt.route(src, tgt)
         if route is None:
             return Translation(text, tgt, False, f"no translation model for {src}→{tgt}")
-        return Translation(self.mt.translate(text, src, tgt), tgt, True, None, route.describe())
+        return Translation(self.mt.translate(text, src, tgt), tgt, True, None, route.describe(), route.info())
 
     def speak_sync(self, sentence: str, language: str) -> bytes:
         return self.tts.sentence(sentence, language)
@@ -248,14 +257,15 @@ class Engine:
             self._jobs.release()
 
     @staticmethod
-    def audio_key(pcm16: bytes, rate: int, language: str | None) -> str:
+    def audio_key(pcm16: bytes, rate: int, language: str | None, prompt: str | None = None) -> str:
         h = hashlib.sha256(pcm16)
-        h.update(f"|{rate}|{language or ''}".encode())
+        h.update(f"|{rate}|{language or ''}|{prompt or ''}".encode())
         return h.hexdigest()
 
-    async def recognize(self, pcm16: bytes, rate: int, language: str | None = None) -> Recognition:
+    async def recognize(self, pcm16: bytes, rate: int, language: str | None = None,
+                        prompt: str | None = None) -> Recognition:
         """Cached, de-duplicated recognition of committed PCM16 audio at `rate`."""
-        key = self.audio_key(pcm16, rate, language)
+        key = self.audio_key(pcm16, rate, language, prompt)
         with self._cache_lock:
             hit = self._cache.get(key)
             if hit is not None:
@@ -274,7 +284,7 @@ class Engine:
             rec = await asyncio.wrap_future(pending)
             return Recognition(rec.transcript, {"vad": 0.0, "asr": 0.0}, True, rec.speech)
         try:
-            rec = await self.run(self._recognize_pcm, pcm16, rate, language)
+            rec = await self.run(self._recognize_pcm, pcm16, rate, language, prompt)
         except BaseException as exc:
             with self._cache_lock:
                 self._inflight.pop(key, None)
@@ -289,9 +299,10 @@ class Engine:
         pending.set_result(rec)
         return rec
 
-    def _recognize_pcm(self, pcm16: bytes, rate: int, language: str | None) -> Recognition:
+    def _recognize_pcm(self, pcm16: bytes, rate: int, language: str | None,
+                       prompt: str | None = None) -> Recognition:
         audio = resample(pcm16_to_float(pcm16), rate, ASR_RATE)
-        return self.recognize_sync(audio, language)
+        return self.recognize_sync(audio, language, prompt)
 
     async def translate(self, text: str, src: str, tgt: str) -> Translation:
         return await self.run(self.translate_sync, text, src, tgt)

@@ -253,10 +253,19 @@ class RealtimeSession(BaseSession):
         lang = tr.get("language") if isinstance(tr, dict) else None
         return lang or None
 
+    def _transcription_prompt(self) -> str | None:
+        """`session.audio.input.transcription.prompt`: the room's names and recent captions,
+        passed to Whisper as its previous-text prompt. `instructions` are the interpreter's task
+        for GPT-4o, not words the speaker says, so they are not used as a prompt."""
+        tr = self.session["audio"]["input"].get("transcription") or {}
+        prompt = tr.get("prompt") if isinstance(tr, dict) else None
+        return str(prompt) if prompt else None
+
     async def transcribe(self, item: dict[str, Any]) -> Recognition | None:
         """Recognize a committed item once; emits the input transcription events."""
         try:
-            rec = await self.engine.recognize(item["pcm"], item["rate"], self._transcription_language())
+            rec = await self.engine.recognize(item["pcm"], item["rate"], self._transcription_language(),
+                                              self._transcription_prompt())
         except Busy as exc:
             await self.error("server_busy", str(exc), error_type="rate_limited")
             await self.send({"type": "conversation.item.input_audio_transcription.failed",
@@ -351,13 +360,17 @@ class RealtimeSession(BaseSession):
                     meta["note"] = translation.note
                 if translation.route:
                     meta["route"] = translation.route
+                if translation.route_info:  # metadata values are strings in the Realtime API
+                    meta["route_legs"] = str(translation.route_info["legs"])
+                    meta["route_weak"] = "true" if translation.weak else "false"
                 audio_wanted = "audio" in modalities
                 voice = (audio_wanted and translation.translated and target != source
                          and self.engine.can_speak(target))
                 if audio_wanted and translation.translated and not voice and target != source:
                     meta["note"] = f"no voice for {target}"
                 if translation.translated:  # no-model pairs: only response.done carries text + note
-                    audio_bytes = await self._stream(rid, out_item, text_out, target, audio_wanted, voice)
+                    audio_bytes = await self._stream(rid, out_item, text_out, target, audio_wanted, voice,
+                                                     translation.route_info)
                 content = [{"type": "output_audio" if audio_wanted else "output_text",
                             ("transcript" if audio_wanted else "text"): text_out}]
                 response["output"] = [{"id": out_item, "object": "realtime.item", "type": "message",
@@ -387,21 +400,26 @@ class RealtimeSession(BaseSession):
         await self._done(response, in_chars, text_out, audio_bytes)
 
     async def _stream(self, rid: str, item_id: str, text: str, target: str, audio_wanted: bool,
-                      voice: bool) -> int:
-        """Translated text first (transcript deltas per sentence), then audio sentence by sentence."""
+                      voice: bool, route_info: dict[str, Any] | None = None) -> int:
+        """Translated text first (transcript deltas per sentence), then audio sentence by sentence.
+
+        Text events carry an extra `route_quality` object (legs, via, quality, weak) that the
+        openai SDK keeps on the event as an extra attribute, so a caption can say it came
+        from a weak route before response.done arrives."""
         from .mt import split_sentences
 
         ids = {"response_id": rid, "item_id": item_id, "output_index": 0, "content_index": 0}
+        rq = {"route_quality": route_info} if route_info else {}
         sentences = split_sentences(text) or [text]
         if not audio_wanted:
             for i, s in enumerate(sentences):
-                await self.send({"type": "response.output_text.delta", **ids, "delta": (" " if i else "") + s})
-            await self.send({"type": "response.output_text.done", **ids, "text": text})
+                await self.send({"type": "response.output_text.delta", **ids, **rq, "delta": (" " if i else "") + s})
+            await self.send({"type": "response.output_text.done", **ids, **rq, "text": text})
             return 0
         for i, s in enumerate(sentences):
-            await self.send({"type": "response.output_audio_transcript.delta", **ids,
+            await self.send({"type": "response.output_audio_transcript.delta", **ids, **rq,
                              "delta": (" " if i else "") + s})
-        await self.send({"type": "response.output_audio_transcript.done", **ids, "transcript": text})
+        await self.send({"type": "response.output_audio_transcript.done", **ids, **rq, "transcript": text})
         total = 0
         if voice:
             async for pcm in self.engine.speak(text, target):
@@ -528,7 +546,8 @@ class TranslationSession(BaseSession):
         source = rec.transcript.language
         translation = await self.engine.translate(text, source, target)
         await self.send({"type": "session.output_transcript.delta", "delta": translation.text + " ",
-                         "elapsed_ms": self._elapsed_ms()})
+                         "elapsed_ms": self._elapsed_ms(),
+                         **({"route_quality": translation.route_info} if translation.route_info else {})})
         if not translation.translated:
             await self.error("no_translation_model", translation.note or f"no model for {source}→{target}",
                              error_type="invalid_request_error")

@@ -63,6 +63,7 @@ async def _run_segment(base: str, pcm: bytes, target: str | None, source: str | 
                 seen["audio"] += base64.b64decode(ev.delta)
             elif ev.type == "response.output_audio_transcript.done":
                 seen["text"] = ev.transcript
+                seen["route_quality"] = getattr(ev, "route_quality", None)  # extra field, kept by the SDK
             elif ev.type == "error":
                 seen["errors"].append(ev.error)
             elif ev.type == "response.done":
@@ -268,3 +269,56 @@ async def test_source_language_is_detected_when_not_given(engine: Engine, endpoi
     seen = await run_segment(endpoint, pcm, "en", source=None)
     assert seen["done"].metadata["source_language"] == "es"
     assert seen["done"].metadata["translated"] == "true" and seen["audio"]
+
+
+async def text_response(base: str, text: str, source: str, target: str) -> list[Any]:
+    """A chat line through the SDK (no ASR): every server event of its response."""
+    client = AsyncOpenAI(base_url=base + "/v1", api_key="x")
+    events: list[Any] = []
+    async with asyncio.timeout(60), client.realtime.connect(model="gpt-realtime") as conn:
+        await conn.session.update(session={"type": "realtime", "output_modalities": ["text"]})
+        await conn.conversation.item.create(item={"type": "message", "role": "user",
+                                                  "content": [{"type": "input_text", "text": text}]})
+        await conn.response.create(response={"output_modalities": ["text"],
+                                             "metadata": {"source_language": source, "target_language": target}})
+        async for ev in conn:
+            events.append(ev)
+            if ev.type == "response.done":
+                break
+    return events
+
+
+async def test_weak_routes_are_flagged_on_the_text_events(endpoint: str) -> None:
+    weak = await text_response(endpoint, "Bonjour à tous.", "fr", "en")  # fr→es→pt→en: 3 legs
+    done = next(e for e in weak if e.type == "response.output_text.done")
+    rq = done.route_quality  # an extra attribute: the openai SDK passes it through untouched
+    assert rq["weak"] is True and rq["legs"] == 3 and rq["via"] == ["es", "pt"], rq
+    assert weak[-1].response.metadata["route_weak"] == "true"
+    strong = await text_response(endpoint, "Bom dia a todos.", "pt", "en")  # Bergamot direct
+    done = next(e for e in strong if e.type == "response.output_text.done")
+    assert done.route_quality["weak"] is False and done.route_quality["legs"] == 1
+    assert strong[-1].response.metadata["route_weak"] == "false"
+
+
+async def test_spoken_pivot_carries_route_quality_on_the_transcript(engine: Engine, endpoint: str) -> None:
+    seen = await run_segment(endpoint, speech(engine, "Bonjour à tous.", "fr-fr"), "en", source="fr")
+    assert seen["route_quality"] is not None and seen["route_quality"]["weak"] is True, seen
+
+
+async def test_transcription_prompt_reaches_whisper(engine: Engine, endpoint: str) -> None:
+    pcm = speech(engine, "Buenos días, Xiomara.", "es")
+    before = engine.asr_runs
+    await run_segment(endpoint, pcm, "es")
+    prompt = {"type": "session.update", "session": {"type": "realtime", "audio": {"input": {
+        "transcription": {"model": "whisper-1", "language": "es", "prompt": "Xiomara, Joaquín"}}}}}
+    client = AsyncOpenAI(base_url=endpoint + "/v1", api_key="x")
+    async with asyncio.timeout(60), client.realtime.connect(model="gpt-realtime") as conn:
+        await conn.send(prompt)  # type: ignore[arg-type]
+        for off in range(0, len(pcm), CHUNK):
+            await conn.input_audio_buffer.append(audio=b64(pcm[off : off + CHUNK]))
+        await conn.input_audio_buffer.commit()
+        async for ev in conn:
+            if ev.type == "conversation.item.input_audio_transcription.completed":
+                break
+    # same audio, another prompt: not served from the cache, Whisper ran again with the prompt
+    assert engine.asr_runs == before + 2

@@ -285,7 +285,17 @@ export class RoomView extends EventTarget {
     const now = new Date();
     time.dateTime = now.toISOString();
     time.textContent = li.querySelector("time")?.textContent || now.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-    meta.append(whoEl, kind, langs, time);
+    meta.append(whoEl, kind, langs);
+    // A caption from a weak route (3-leg pivot or low measured chrF; caption field `weak`,
+    // `route` names the legs) says so, so a listener knows how far to trust it.
+    if (d.weak === true && !same && d.translated !== false) {
+      const weak = document.createElement("span");
+      weak.className = "kind weak-route";
+      weak.textContent = "weak route";
+      weak.title = d.route ? `machine translation via ${d.route}: less reliable` : "less reliable machine translation route";
+      meta.append(weak);
+    }
+    meta.append(time);
 
     const text = document.createElement("p");
     text.className = "text";
