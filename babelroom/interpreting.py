@@ -174,6 +174,8 @@ class Interpreter:
         usage.sessions += 1
         t0 = usage.started
         text, translated, note = "", True, None
+        route: str | None = None
+        weak = False
         skip = voice.sent  # audio a failed attempt already sent
         voice.pending = b""
         final = False
@@ -182,7 +184,7 @@ class Interpreter:
                 text = out.text if out.final else text + out.text
                 translated, note = out.translated, out.note
                 if out.final:
-                    final = True
+                    final, route, weak = True, out.route, out.weak
                     usage.timings.setdefault(f"text_{target}", time.monotonic() - t0)
             elif isinstance(out, TranslatedAudio):
                 pcm = out.pcm
@@ -196,7 +198,7 @@ class Interpreter:
         usage.texts[target] = text or original
         await self._send(usage, speaker.room_id, target, protocol.caption(
             base, language=target, original=original, text=text or original, final=True,
-            translated=translated and bool(text) and final, note=note))
+            translated=translated and bool(text) and final, note=note, route=route, weak=weak))
         if voice.seq or voice.pending:
             usage.timings.setdefault(f"audio_{target}", time.monotonic() - t0)
             await self._audio(usage, speaker, base, target, voice, True)

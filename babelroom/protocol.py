@@ -184,12 +184,17 @@ def b64(data: bytes) -> str:
 
 
 def caption(about: dict[str, Any], *, language: str, original: str, text: str, final: bool,
-            translated: bool, note: str | None = None) -> dict[str, Any]:
+            translated: bool, note: str | None = None, route: str | None = None,
+            weak: bool = False) -> dict[str, Any]:
     """A caption line of segment `about` (id, userId, displayName, turn, segment, sourceLanguage)."""
     msg = about | {"type": "caption", "final": final, "original": original, "language": language,
                    "text": text, "translated": translated}
     if note:
         msg["note"] = note
+    if route:
+        msg["route"] = route
+    if weak:  # the page marks it: a 3-leg pivot or a low measured chrF (docs/models.md)
+        msg["weak"] = True
     return msg
 
 

@@ -33,6 +33,8 @@ class TranslatedText:
     final: bool
     translated: bool = True  # False: no model for the pair, `text` is the original
     note: str | None = None
+    route: str | None = None  # the legs it went through, when the model says (the local engine does)
+    weak: bool = False  # a route the listener should trust less (e.g. a 3-leg pivot)
 
 
 @dataclass(frozen=True)

@@ -318,7 +318,7 @@ class RealtimeTranslator:
                     emit(TranslatedText(ev.delta, target, final=False))  # a delta (see the port)
                 elif kind == "response.output_audio_transcript.done":
                     said = ev.transcript
-                    emit(TranslatedText(said.strip(), target, final=True))
+                    emit(TranslatedText(said.strip(), target, final=True, **_route(ev)))
                     final_sent = True
                 elif kind == "response.output_audio.delta":
                     emit(TranslatedAudio(base64.b64decode(ev.delta, validate=True), target))
@@ -342,7 +342,8 @@ class RealtimeTranslator:
         if not text:
             return False
         translated = meta.get("translated", "true") != "false"
-        emit(TranslatedText(text, target, final=True, translated=translated, note=meta.get("note")))
+        emit(TranslatedText(text, target, final=True, translated=translated, note=meta.get("note"),
+                            route=meta.get("route"), weak=meta.get("route_weak") == "true"))
         return True
 
     async def translate_text(self, text: str, source_language: str, target_language: str) -> TranslatedText:
@@ -433,3 +434,12 @@ def _azure_client(e: Mapping[str, str], credential: Any = None) -> Any:
 
 
 __all__ = ["SETTINGS", "RealtimeError", "RealtimeTranslator", "OUTPUT_RATE"]
+
+
+def _route(ev: Any) -> dict[str, Any]:
+    """`route_quality` (legs, quality, weak) that the local engine adds to text events; the openai
+    SDK keeps unknown fields as extra attributes. GPT-4o sends none: no route, not weak."""
+    rq = getattr(ev, "route_quality", None)
+    if not isinstance(rq, dict):
+        return {}
+    return {"route": rq.get("route") if isinstance(rq.get("route"), str) else None, "weak": rq.get("weak") is True}

@@ -328,3 +328,15 @@ async def test_the_engine_accepts_the_deployed_transcription_model(base: str) ->
         ev = await conn.recv()
         assert ev.type == "session.updated", ev
         assert ev.session.audio.input.transcription.model == "gpt-4o-mini-transcribe"
+
+
+@pytest.mark.slow
+async def test_weak_route_reaches_the_final_text_and_a_direct_one_does_not(base: str) -> None:
+    """The engine flags a 3-leg pivot on its text events; the adapter carries it to the caption."""
+    tr = local(base)
+    weak = [o for o in [o async for o in tr.speak("Bonjour à tous.", "fr", "en")]
+            if isinstance(o, TranslatedText) and o.final]
+    strong = [o for o in [o async for o in tr.speak("Buenos días a todos.", "es", "en")]
+              if isinstance(o, TranslatedText) and o.final]
+    assert weak and all(o.weak for o in weak) and (weak[-1].route or "").count("→") >= 3
+    assert strong and not any(o.weak for o in strong)
