@@ -11,10 +11,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from babelroom.twin.durable import DurableEntities
 
 import durable.speaker as speaker_mod
-from babelroom.twin import durable as twin_durable
+from babelroom.twin import entities as twin_durable
+from babelroom.twin.entities import DurableEntities
 
 
 class FakeHost:
