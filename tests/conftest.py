@@ -5,14 +5,12 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
-from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,16 +22,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from babelroom.twin import stack as twin_stack  # noqa: E402
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    with suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        with suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
 
 
 @dataclass
@@ -48,7 +36,7 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
     ports = [twin_stack.free_port() for _ in range(3)]
     proc = twin_stack.start_azurite(*ports, tmp_path_factory.mktemp("azurite"))
     yield Azurite(twin_stack.azurite_connection_string(*ports), ports[0], ports[1])
-    _stop(proc)
+    twin_stack.stop_process(proc)
 
 
 @pytest.fixture(scope="session")
@@ -60,7 +48,7 @@ def engine_url() -> Iterator[str]:
     log = Path(tempfile.gettempdir()) / f"babelroom-engine-{port}.log"
     proc = twin_stack.start_engine(port, log)
     yield f"http://127.0.0.1:{port}/v1"
-    _stop(proc)
+    twin_stack.stop_process(proc)
 
 
 @pytest.fixture(scope="session")
@@ -141,4 +129,4 @@ def stack(azurite: Azurite, engine_url: str, tmp_path_factory: pytest.TempPathFa
                                 cwd=ROOT, env=env, stdout=out, stderr=out, start_new_session=True)
     twin_stack.wait_for(lambda: twin_stack.http_ok(f"http://127.0.0.1:{port}/api/health"), "twin host", 60, proc)
     yield Stack(f"http://127.0.0.1:{port}", settings, log)
-    _stop(proc)
+    twin_stack.stop_process(proc)

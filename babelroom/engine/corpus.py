@@ -110,13 +110,18 @@ def normalize(text: str, language: str | None = None) -> str:
 def word_errors(reference: str, hypothesis: str, language: str | None = None) -> tuple[int, int]:
     """(word edits, reference words) after `normalize`: sum both over a set, then divide."""
     ref, hyp = normalize(reference, language).split(), normalize(hypothesis, language).split()
+    return edit_distance(ref, hyp), len(ref)
+
+
+def edit_distance(ref: list[str], hyp: list[str]) -> int:
+    """Word-level Levenshtein distance (substitutions + deletions + insertions)."""
     prev = list(range(len(hyp) + 1))
     for i, r in enumerate(ref, 1):
         cur = [i] + [0] * len(hyp)
         for j, h in enumerate(hyp, 1):
             cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
         prev = cur
-    return prev[-1], len(ref)
+    return prev[-1]
 
 
 # -- finding the clips --------------------------------------------------------------------------

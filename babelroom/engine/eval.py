@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .audio import float_to_pcm16, pcm16_to_float, resample
-from .corpus import PER_LANGUAGE
+from .corpus import PER_LANGUAGE, edit_distance
 
 if TYPE_CHECKING:
     from .asr import DecodeOptions
@@ -132,13 +132,7 @@ def normalize(text: str) -> str:
 def wer(reference: str, hypothesis: str) -> tuple[int, int]:
     """(word edits, reference words): sum both over a set, then divide."""
     ref, hyp = normalize(reference).split(), normalize(hypothesis).split()
-    prev = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        cur = [i] + [0] * len(hyp)
-        for j, h in enumerate(hyp, 1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
-        prev = cur
-    return prev[-1], len(ref)
+    return edit_distance(ref, hyp), len(ref)
 
 
 def _char_ngrams(text: str, n: int) -> Counter[str]:

@@ -65,6 +65,18 @@ def http_ok(url: str) -> bool:
         return False
 
 
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the child's process group, SIGKILL it after 10 s: no orphaned Azurite or engine."""
+    with suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        with suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
 def start_azurite(blob: int, queue: int, table: int, location: Path,
                   log: Path | None = None) -> subprocess.Popen[bytes]:
     exe = str(AZURITE_BIN) if AZURITE_BIN.exists() else shutil.which("azurite")

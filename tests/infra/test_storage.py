@@ -7,11 +7,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import suppress
 from pathlib import Path
 
 import pytest
@@ -126,17 +124,6 @@ def test_storage_contract_catches(rel: str, old: str, new: str, expected: str, t
 # --- the same list, created for real in Azurite ----------------------------------------------------
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    with suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        with suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
-
-
 @pytest.fixture
 def fresh_azurite(tmp_path: Path) -> Iterator[str]:
     """A private, empty Azurite: what exists afterwards was created by the code under test."""
@@ -145,7 +132,7 @@ def fresh_azurite(tmp_path: Path) -> Iterator[str]:
     try:
         yield twin_stack.azurite_connection_string(*ports)
     finally:
-        stop(proc)
+        twin_stack.stop_process(proc)
 
 
 def existing(conn: str) -> tuple[set[str], set[str]]:
@@ -195,7 +182,7 @@ def test_the_twin_creates_exactly_the_declared_storage(fresh_azurite: str, tmp_p
         twin_stack.wait_for(lambda: twin_stack.http_ok(f"http://127.0.0.1:{port}/api/health"), "twin host", 90, proc)
         assert existing(fresh_azurite) == bicep_storage()
     finally:
-        stop(proc)
+        twin_stack.stop_process(proc)
         log.close()
 
 

@@ -72,3 +72,16 @@ def people(stack: Any) -> Iterator[Callable[..., Listener]]:
         p.close()
 
 
+@pytest.fixture(scope="module")
+def server() -> Iterator[Any]:
+    """A gateway on a free port for the gateway test modules (tests/twin/wps_harness.py)."""
+    from wps_harness import serve
+
+    yield from serve()
+
+
+@pytest.fixture
+def clients() -> Iterator[list[Any]]:
+    from wps_harness import collect_clients
+
+    yield from collect_clients()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
@@ -26,22 +25,9 @@ from wps_harness import (
     SEND,
     Client,
     Server,
-    collect_clients,
     open_client,
-    serve,
     wait_for,
 )
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
-    yield from serve()
-
-
-@pytest.fixture
-def clients() -> Iterator[list[Client]]:
-    yield from collect_clients()
-
 
 # ----------------------------------------------------------------- official client SDK
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
@@ -23,11 +22,9 @@ from wps_harness import (
     SEND,
     Client,
     Server,
-    collect_clients,
     handshake_status,
     protocol_violation,
     recv_json,
-    serve,
     token_for,
     ws_url,
 )
@@ -36,17 +33,6 @@ from babelroom.twin.gateway import (
     ConnectionContext,
     UserEventResult,
 )
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
-    yield from serve()
-
-
-@pytest.fixture
-def clients() -> Iterator[list[Client]]:
-    yield from collect_clients()
-
 
 # ----------------------------------------------------------------- handshake refusals
 

@@ -8,7 +8,6 @@ import json
 import os
 import socket
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
@@ -22,25 +21,12 @@ from wps_harness import (
     SEND,
     Client,
     Server,
-    collect_clients,
     open_client,
     recv_json,
-    serve,
     token_for,
     wait_for,
     ws_url,
 )
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
-    yield from serve()
-
-
-@pytest.fixture
-def clients() -> Iterator[list[Client]]:
-    yield from collect_clients()
-
 
 # ----------------------------------------------------------------- reliability
 
