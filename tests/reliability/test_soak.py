@@ -1,0 +1,68 @@
+"""Issue 11's reliability figures, scaled down: the scenarios of babelroom.bench.soak against the real
+stack (Azurite, the engine, the twin host), asserting counts of what listeners got, never timings.
+
+`make soak` runs the same functions at full size and writes docs/reliability.md.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from babelroom.bench import soak
+
+pytestmark = pytest.mark.slow
+
+
+def _show(r: dict[str, Any]) -> str:
+    return json.dumps(r, indent=1, default=str)[:4000]
+
+
+async def test_socket_drops_mid_turn_lose_and_duplicate_nothing(stack: Any) -> None:
+    r = await soak.drops(stack.url, n=9, per_turn=3)
+    assert r["drops"] == 9 and r["turns"] == 3, _show(r)
+    assert r["drops_with_frames_in_flight"] > 0, _show(r)  # the drops really hit frames in flight
+    assert r["clients"]["recoveries"] >= 9, _show(r)
+    assert r["expected"] > 0, _show(r)
+    assert r["lost"] == 0 and r["duplicated"] == 0, _show(r)
+    assert r["lost_audio"] == 0 and r["duplicated_audio"] == 0, _show(r)
+    assert r["delivered"] == r["expected"], _show(r)
+
+
+async def test_load_loses_nothing_and_memory_stays_bounded(stack: Any, engine_url: str) -> None:
+    pids = soak.stack_pids(stack.url, stack.settings, engine_url)
+    assert "twin_host" in pids, pids
+    r = await soak.load(stack.url, pids, rooms=4, per_room=4, speakers=2, seconds=30, chat_every=6)
+    assert r["connections"] == 16, _show(r)
+    assert r["expected"] > 0 and r["chats_expected"] > 0, _show(r)
+    assert r["lost"] == 0 and r["duplicated"] == 0, _show(r)
+    assert r["lost_audio"] == 0 and r["duplicated_audio"] == 0, _show(r)
+    assert r["chats_lost"] == 0 and r["chats_duplicated"] == 0, _show(r)
+    host = r["rss"]["twin_host"]
+    assert host["samples"] >= 10, _show(r)
+    # bounded: the host does not keep what it relayed (a leak grows with every message)
+    assert host["rss_mb_max"] <= 1.5 * host["rss_mb_start"] + 100, _show(r)
+
+
+@pytest.fixture
+def own_host(azurite: Any, engine_url: str, tmp_path: Path) -> Iterator[soak.Host]:
+    """A twin host of its own (the test kills it), on the session's Azurite and engine."""
+    host = soak.new_host(engine_url, azurite.connection_string, tmp_path / "twin.log")
+    host.start()
+    yield host
+    host.stop()
+
+
+async def test_twin_restart_mid_room_clients_rejoin_and_committed_segments_are_translated(
+        own_host: soak.Host) -> None:
+    r = await soak.restart(own_host, wait_s=90)
+    assert r["clients_back"] and r["presence_back"], _show(r)
+    assert r["clients"]["fresh_connections"] + r["clients"]["recoveries"] >= 3, _show(r)
+    assert r["turn_after_restart"]["expected"] > 0, _show(r)
+    assert r["turn_after_restart"]["lost"] == 0, _show(r)
+    assert r["committed"], _show(r)  # the kill came after at least one segment was committed
+    assert r["lost"] == 0 and r["duplicated"] == 0, _show(r)
