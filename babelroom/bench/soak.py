@@ -94,6 +94,7 @@ class _Pending:
     text: str
     future: asyncio.Future[dict[str, Any]]
     sent_at: float
+    seq: Any = None  # an audio frame's seq, for the ack log
 
 
 class ReliableClient:
@@ -126,6 +127,7 @@ class ReliableClient:
         self.duplicates = 0  # replayed messages dropped by sequenceId (the protocol's own dedupe)
         self.closed_reason: str | None = None
         self.ack_latency: dict[str, list[float]] = {}
+        self.ack_log: list[tuple[str, Any, float]] = []  # (event, seq, when) of every successful ack
         self.kills = 0
         self.recoveries = 0
         self.fresh_connections = 0
@@ -180,7 +182,7 @@ class ReliableClient:
         frame = {"type": "event", "event": event, "dataType": "json", "data": data, "ackId": ack_id}
         text = json.dumps(frame, separators=(",", ":"))
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._pending[ack_id] = _Pending(event, text, fut, time.monotonic())
+        self._pending[ack_id] = _Pending(event, text, fut, time.monotonic(), data.get("seq"))
         self.traffic.events_out += 1
         self._outbox.put_nowait(ack_id)
         return fut
@@ -236,8 +238,9 @@ class ReliableClient:
                 if not self.resend_on_fresh(p.event):
                     del self._pending[ack_id]
                     self.dropped_on_fresh += 1
-                    if not p.future.done():
-                        p.future.set_exception(ConnectionError("connection replaced"))
+                    if not p.future.done():  # what the page's SendError says, as an ack
+                        p.future.set_result({"type": "ack", "ackId": ack_id, "success": False,
+                                             "error": {"name": "ConnectionLost", "message": "connection replaced"}})
             self.fresh_connections += 1
             self.resent += len(self._pending)
             return ws
@@ -303,6 +306,7 @@ class ReliableClient:
             ok = m.get("success") or (m.get("error") or {}).get("name") == "Duplicate"
             if ok:
                 self.acks_ok += 1
+                self.ack_log.append((p.event, p.seq, now))
             else:
                 self.acks_failed.append(m | {"event": p.event})
             if not p.future.done():
@@ -701,6 +705,33 @@ class Host:
                 self.kill()
 
 
+def storage_trail(storage: str, segment_ids: list[str], container: str = "transcripts") -> dict[str, Any]:
+    """Where each segment ended up on the server side (diagnosis only, never asserted on): its
+    exactly-once marker, its usage record and the languages it was interpreted into, and how many
+    messages wait in the segment queue and its poison queue."""
+    from azure.storage.blob import BlobServiceClient
+    from azure.storage.queue import QueueClient
+
+    out: dict[str, Any] = {}
+    try:
+        cc = BlobServiceClient.from_connection_string(storage).get_container_client(container)
+        for sid in segment_ids:
+            path = sid.replace(":", "/")
+            marker = cc.get_blob_client(f"done/{path}").exists()
+            usage = None
+            with contextlib.suppress(Exception):
+                rec = json.loads(cc.download_blob(f"usage/{path}.json").readall())
+                usage = sorted(rec.get("usage", {}).get("texts", {}))
+            out[sid] = {"marker": marker, "usage_languages": usage}
+        for q in ("segments", "segments-poison"):
+            with contextlib.suppress(Exception):
+                props = QueueClient.from_connection_string(storage, q).get_queue_properties()
+                out[f"queue:{q}"] = props.approximate_message_count
+    except Exception as e:  # noqa: BLE001 - diagnosis is best effort
+        out["error"] = repr(e)
+    return out
+
+
 def new_host(engine_url: str, storage: str, log: Path) -> Host:
     port = twin.free_port()
     settings = twin.twin_settings(port, engine_url, storage)
@@ -709,46 +740,34 @@ def new_host(engine_url: str, storage: str, log: Path) -> Host:
     return Host(port, settings, log)
 
 
-async def restart(host: Host, language: str = "es", kill_after_s: float = 7.0, down_s: float = 2.0,
-                  margin_s: float = 1.0, wait_s: float = 120.0) -> dict[str, Any]:
-    """Kill the host mid-turn, start it again; committed segments = those whose audio up to their
+async def restart(host: Host, language: str = "es", after_segments: int = 2, delay_frames: int = 3,
+                  down_s: float = 2.0, margin_s: float = 0.3, wait_s: float = 120.0) -> dict[str, Any]:
+    """Kill the host mid-turn, `delay_frames` frames after the `after_segments`-th segment closed (so
+    its translation is under way), start it again. A segment is committed when every frame up to its
     closing frame was acked at least `margin_s` before the kill."""
     base = host.url
     listen = [x for x in LANGS if x != language]
-    long = clipmod.long_clip(language, seconds=kill_after_s + 5)
+    long = clipmod.long_clip(language, seconds=15)
+    plan = Turn("", "", language, "plan", long.name, long.voice, False, long.seconds, pcm=long.pcm)
+    closing = [g.last_seq for g in plan.segments if g.reason not in ("end", "switch")]
+    kill_seq = closing[min(after_segments, len(closing)) - 1] + delay_frames
     short = max(clipmod.short_clips(language), key=lambda c: c.seconds)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
         p = await party(http, base, 0, language, listen)
         try:
             warm = await p.speaker.speak(short, False, 1)
             await drain([p], [[warm]], quiet=8)
-            acked: dict[int, float] = {}
             killed_at = 0.0
 
             async def after(seq: int) -> None:
                 nonlocal killed_at
-                if killed_at == 0.0 and seq * 0.2 >= kill_after_s:
+                if seq == kill_seq:
                     killed_at = time.monotonic()
                     await asyncio.to_thread(host.kill)
 
-            # watch acks of audio frames: seq -> when acked
             rc = p.speaker.rc
-            orig = rc.send_event
-
-            def send_event(event: str, data: dict[str, Any], ack: bool = True) -> asyncio.Future[dict[str, Any]]:
-                fut = orig(event, data, ack)
-                if event == "audio":
-                    seq = int(data["seq"])
-                    fut.add_done_callback(lambda f: acked.setdefault(seq, time.monotonic())
-                                          if not f.cancelled() and f.exception() is None
-                                          and (f.result().get("success")
-                                               or (f.result().get("error") or {}).get("name") == "Duplicate")
-                                          else None)
-                return fut
-
-            rc.send_event = send_event  # type: ignore[method-assign]
             turn = await p.speaker.speak(long, False, 1, after_frame=after)
-            rc.send_event = orig  # type: ignore[method-assign]
+            acked = {seq: t for ev, seq, t in rc.ack_log if ev == "audio" and isinstance(seq, int)}
             before = {x.name: {c.segment for c in x.captions if c.turn == turn.turn and c.final and c.t < killed_at}
                       for x in p.listeners}
             await asyncio.sleep(max(0.0, killed_at + down_s - time.monotonic()))
@@ -783,7 +802,10 @@ async def restart(host: Host, language: str = "es", kill_after_s: float = 7.0, d
     after_restart = {x.name: sorted({c.segment for c in x.captions if c.turn == turn.turn and c.final
                                      and c.t >= killed_at and c.language == x.language} & set(committed))
                      for x in p.listeners}
-    return {"scenario": "restart", "clients": clients_summary([p]), "clients_back": back, "presence_back": present,
+    trail = await asyncio.to_thread(storage_trail, host.settings["AzureWebJobsStorage"],
+                                    [f"{turn.user}:{turn.turn}:{i}" for i in committed])
+    return {"scenario": "restart", "clients": clients_summary([p]), "server_trail": trail,
+            "clients_back": back, "presence_back": present,
             "host_start_s": round(host_up_s, 1), "clients_back_s": round(back_s, 1),
             "committed": committed, "acked_frames_before_kill": contiguous + 1,
             "translated_before_kill": {k: sorted(v & set(committed)) for k, v in before.items()},

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 
 from babelroom.bench import soak
 
@@ -24,6 +24,7 @@ def _show(r: dict[str, Any]) -> str:
 
 async def test_socket_drops_mid_turn_lose_and_duplicate_nothing(stack: Any) -> None:
     r = await soak.drops(stack.url, n=9, per_turn=3)
+    print(_show(r))
     assert r["drops"] == 9 and r["turns"] == 3, _show(r)
     assert r["drops_with_frames_in_flight"] > 0, _show(r)  # the drops really hit frames in flight
     assert r["clients"]["recoveries"] >= 9, _show(r)
@@ -37,6 +38,7 @@ async def test_load_loses_nothing_and_memory_stays_bounded(stack: Any, engine_ur
     pids = soak.stack_pids(stack.url, stack.settings, engine_url)
     assert "twin_host" in pids, pids
     r = await soak.load(stack.url, pids, rooms=4, per_room=4, speakers=2, seconds=30, chat_every=6)
+    print(_show(r))
     assert r["connections"] == 16, _show(r)
     assert r["expected"] > 0 and r["chats_expected"] > 0, _show(r)
     assert r["lost"] == 0 and r["duplicated"] == 0, _show(r)
@@ -48,21 +50,38 @@ async def test_load_loses_nothing_and_memory_stays_bounded(stack: Any, engine_ur
     assert host["rss_mb_max"] <= 1.5 * host["rss_mb_start"] + 100, _show(r)
 
 
-@pytest.fixture
-def own_host(azurite: Any, engine_url: str, tmp_path: Path) -> Iterator[soak.Host]:
+@pytest.fixture(scope="module")
+def own_host(azurite: Any, engine_url: str) -> Iterator[soak.Host]:
     """A twin host of its own (the test kills it), on the session's Azurite and engine."""
-    host = soak.new_host(engine_url, azurite.connection_string, tmp_path / "twin.log")
+    host = soak.new_host(engine_url, azurite.connection_string, soak.LOGS / "test-restart-twin.log")
     host.start()
     yield host
     host.stop()
 
 
-async def test_twin_restart_mid_room_clients_rejoin_and_committed_segments_are_translated(
-        own_host: soak.Host) -> None:
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def restarted(own_host: soak.Host) -> dict[str, Any]:
+    """One restart scenario, read by the tests below."""
     r = await soak.restart(own_host, wait_s=90)
+    print(_show(r))
+    return r
+
+
+async def test_twin_restart_mid_room_clients_rejoin_by_themselves(restarted: dict[str, Any]) -> None:
+    r = restarted
     assert r["clients_back"] and r["presence_back"], _show(r)
     assert r["clients"]["fresh_connections"] + r["clients"]["recoveries"] >= 3, _show(r)
     assert r["turn_after_restart"]["expected"] > 0, _show(r)
-    assert r["turn_after_restart"]["lost"] == 0, _show(r)
+    assert r["turn_after_restart"]["lost"] == 0 and r["turn_after_restart"]["duplicated"] == 0, _show(r)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "functions/translate.py: the exactly-once marker (done/<segment>) is written before translating and only "
+    "removed on an exception; a host killed mid-segment leaves it, and the queue's redelivery after the restart "
+    "is skipped as 'already translated' (issue 11: a lease or a status, not a bare marker). In the twin the "
+    "room entity's state is also gone after a restart, so a segment translated then reaches only its source "
+    "language. Remove this mark when the fix lands."))
+async def test_twin_restart_mid_room_loses_no_committed_segment(restarted: dict[str, Any]) -> None:
+    r = restarted
     assert r["committed"], _show(r)  # the kill came after at least one segment was committed
     assert r["lost"] == 0 and r["duplicated"] == 0, _show(r)
