@@ -7,6 +7,7 @@ stack (Azurite, the engine, the twin host), asserting counts of what listeners g
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,9 +23,16 @@ def _show(r: dict[str, Any]) -> str:
     return json.dumps(r, indent=1, default=str)[:4000]
 
 
+def _renders(name: str, r: dict[str, Any], heading: str) -> None:
+    """docs/reliability.md renders from these very figures (a full `make soak` must not die at the end)."""
+    doc = soak.render(soak.document({name: r}, time.time() - 1, {name: "test"}))
+    assert heading in doc and "| scenario |" in doc, doc
+
+
 async def test_socket_drops_mid_turn_lose_and_duplicate_nothing(stack: Any) -> None:
     r = await soak.drops(stack.url, n=9, per_turn=3)
     print(_show(r))
+    _renders("drops", r, "## 1. Forced socket drops mid-turn")
     assert r["drops"] == 9 and r["turns"] == 3, _show(r)
     assert r["drops_with_frames_in_flight"] > 0, _show(r)  # the drops really hit frames in flight
     assert r["clients"]["recoveries"] >= 9, _show(r)
@@ -37,8 +45,9 @@ async def test_socket_drops_mid_turn_lose_and_duplicate_nothing(stack: Any) -> N
 async def test_load_loses_nothing_and_memory_stays_bounded(stack: Any, engine_url: str) -> None:
     pids = soak.stack_pids(stack.url, stack.settings, engine_url)
     assert "twin_host" in pids, pids
-    r = await soak.load(stack.url, pids, rooms=4, per_room=4, speakers=2, seconds=30, chat_every=6)
+    r = await soak.load(stack.url, pids, rooms=4, per_room=4, speakers=2, seconds=30, chat_every=20)
     print(_show(r))
+    _renders("load", r, "## 2. Load")
     assert r["connections"] == 16, _show(r)
     assert r["expected"] > 0 and r["chats_expected"] > 0, _show(r)
     assert r["lost"] == 0 and r["duplicated"] == 0, _show(r)
@@ -62,8 +71,9 @@ def own_host(azurite: Any, engine_url: str) -> Iterator[soak.Host]:
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def restarted(own_host: soak.Host) -> dict[str, Any]:
     """One restart scenario, read by the tests below."""
-    r = await soak.restart(own_host, wait_s=90)
+    r = await soak.restart(own_host, wait_s=75)
     print(_show(r))
+    _renders("restart", r, "## 3. Twin restart mid-room")
     return r
 
 
