@@ -133,6 +133,7 @@ class ReliableClient:
         self.fresh_connections = 0
         self.dropped_on_fresh = 0  # pending frames failed because the connection was replaced
         self.resent = 0
+        self.timeline: list[tuple[float, str]] = []  # (monotonic, what happened to the connection)
         self.connected = asyncio.Event()
         self._ws: ClientConnection | None = None
         self._next_ack = 1
@@ -207,6 +208,7 @@ class ReliableClient:
                     await writer
             if self._closing:
                 return
+            self.timeline.append((time.monotonic(), f"lost {ws.close_code} {self.closed_reason}"))
             ws = await self._reconnect(ws.close_code)
 
     async def _reconnect(self, code: int | None) -> ClientConnection | None:
@@ -225,6 +227,7 @@ class ReliableClient:
                                           f"&awps_reconnection_token={self.reconnection_token}")
                     self.recoveries += 1
                     self.resent += len(self._pending)
+                    self.timeline.append((time.monotonic(), f"recovering, resending {len(self._pending)}"))
                     return ws
                 if self.rejoin is not None:
                     self.url = await self.rejoin()
@@ -243,6 +246,7 @@ class ReliableClient:
                                              "error": {"name": "ConnectionLost", "message": "connection replaced"}})
             self.fresh_connections += 1
             self.resent += len(self._pending)
+            self.timeline.append((time.monotonic(), f"fresh, resending {len(self._pending)}"))
             return ws
         return None
 
@@ -431,6 +435,9 @@ class Tally:
     delivered: int = 0
     noticed: int = 0  # delivered only as a "translation failed" notice (the listener knows; not silent)
     lost: list[str] = field(default_factory=list)
+    # of `lost`: source-language listeners' segments whose translations all failed (the others got a
+    # notice, they got nothing): tests/reliability/test_failure_reaches_everyone.py pins that bug down
+    lost_source_after_failure: list[str] = field(default_factory=list)
     duplicated: list[str] = field(default_factory=list)
     lost_audio: list[str] = field(default_factory=list)
     duplicated_audio: list[str] = field(default_factory=list)
@@ -445,7 +452,7 @@ class Tally:
 
     def row(self) -> dict[str, Any]:
         return {"expected": self.expected, "delivered": self.delivered, "noticed": self.noticed,
-                "lost": len(self.lost),
+                "lost": len(self.lost), "lost_source_after_failure": len(self.lost_source_after_failure),
                 "duplicated": len(self.duplicated), "lost_audio": len(self.lost_audio),
                 "duplicated_audio": len(self.duplicated_audio), "unexpected": self.unexpected,
                 "failure_notes": self.failure_notes, "chats_sent": self.chats_sent,
@@ -456,9 +463,11 @@ class Tally:
                                                                   + self.chats_duplicated)[:10]}
 
 
-def count_turn(tally: Tally, turn: Turn, listener: Participant, segments: list[int] | None = None) -> None:
+def count_turn(tally: Tally, turn: Turn, listener: Participant, segments: list[int] | None = None,
+               others: list[Participant] | None = None) -> None:
     """Each expected segment: exactly one final caption in the listener's language, and when translated,
-    audio chunks 0..last each once."""
+    audio chunks 0..last each once. `others`: the room's other listeners (to tell a silent loss at the
+    source language after failed translations from any other loss)."""
     want = expected_segments(turn) if segments is None else segments
     mine = [c for c in listener.captions if c.turn == turn.turn and c.final and c.language == listener.language]
     finals = Counter(c.segment for c in mine)
@@ -475,6 +484,10 @@ def count_turn(tally: Tally, turn: Turn, listener: Participant, segments: list[i
         n = finals.get(s, 0)
         if n == 0:
             tally.lost.append(key)
+            if listener.language == turn.language and any(
+                    c.turn == turn.turn and c.segment == s and (c.note or "").startswith("translation failed")
+                    for x in others or [] for c in x.captions):
+                tally.lost_source_after_failure.append(key)
             continue
         tally.delivered += 1
         tally.noticed += notices.get(s, 0) == n
@@ -582,7 +595,7 @@ async def drops(base: str, n: int = 100, per_turn: int = 3, seed: int = 11, lang
     tally = Tally()
     for t in turns:
         for x in p.listeners:
-            count_turn(tally, t, x)
+            count_turn(tally, t, x, others=p.listeners)
     return {"scenario": "drops", "drops": done, "listener_drops": listener_kills, "turns": len(turns),
             "clip_s": round(clip.seconds, 1), "frames_in_flight_at_drop": sum(in_flight),
             "drops_with_frames_in_flight": sum(1 for x in in_flight if x), "duration_s": round(t1 - t0, 1),
@@ -646,7 +659,7 @@ async def load(base: str, pids: dict[str, int], rooms: int = 10, per_room: int =
     for p, ts in zip(talkers, per_room_turns, strict=True):
         for t in ts:
             for x in p.listeners:
-                count_turn(tally, t, x)
+                count_turn(tally, t, x, others=p.listeners)
     count_chats(tally, chats, members)  # type: ignore[arg-type]
     return {"scenario": "load", "connections": sum(len(p.everyone) for p in parties), "rooms": rooms,
             "speakers": speakers, "chat_every_s": chat_every, "seconds": round(t1 - t0, 1),
@@ -809,7 +822,11 @@ async def restart(host: Host, language: str = "es", after_segments: int = 2, del
                      for x in p.listeners}
     trail = await asyncio.to_thread(storage_trail, host.settings["AzureWebJobsStorage"],
                                     [f"{turn.user}:{turn.turn}:{i}" for i in committed])
+    timeline = {x.name: [(round(t - killed_at, 2), what) for t, what in x.rc.timeline] for x in p.everyone}
+    heard = {x.name: [(round(c.t - killed_at, 2), c.turn[:5], c.segment) for c in x.captions
+                      if c.final and c.language == x.language] for x in p.listeners}
     return {"scenario": "restart", "clients": clients_summary([p]), "server_trail": trail,
+            "timeline_since_kill": timeline, "finals_since_kill": heard,
             "clients_back": back, "presence_back": present,
             "host_start_s": round(host_up_s, 1), "clients_back_s": round(back_s, 1),
             "committed": committed, "acked_frames_before_kill": contiguous + 1,
