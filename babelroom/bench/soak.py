@@ -860,8 +860,11 @@ def git_commit() -> str:
     return "unknown"
 
 
-async def soak(args: argparse.Namespace) -> dict[str, Any]:
+async def soak(args: argparse.Namespace, save: Callable[[dict[str, Any]], None] = lambda _: None) -> dict[str, Any]:
+    """Start Azurite, the engine and a twin host; run the scenarios in order; `save` gets the document
+    after each one, so a run cut short still leaves the figures it measured."""
     LOGS.mkdir(parents=True, exist_ok=True)
+    sizes = {"drops": args.drops, "load_seconds": args.load_seconds, "restart": args.restart}
     procs: list[subprocess.Popen[bytes]] = []
     started = time.time()
     try:
@@ -882,13 +885,15 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
             if args.drops:
                 print(f"soak: {args.drops} socket drops …", file=sys.stderr, flush=True)
                 results["drops"] = await drops(host.url, args.drops)
+                save(document(results, started, sizes))
             if args.load_seconds:
                 print(f"soak: load for {args.load_seconds:g} s …", file=sys.stderr, flush=True)
                 pids = stack_pids(host.url, host.settings, engine_url)
                 results["load"] = await load(host.url, pids, seconds=args.load_seconds)
+                save(document(results, started, sizes))
             if args.restart:
                 print("soak: twin restart …", file=sys.stderr, flush=True)
-                results["restart"] = await restart(host)
+                results["restart"] = await restart(host, wait_s=args.restart_wait)
         finally:
             host.stop()
     finally:
@@ -898,8 +903,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         for p in procs:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 p.wait(10)
-    return document(results, started, {"drops": args.drops, "load_seconds": args.load_seconds,
-                                       "restart": args.restart})
+    return document(results, started, sizes)
 
 
 def document(results: dict[str, Any], started: float, sizes: dict[str, Any]) -> dict[str, Any]:
@@ -911,6 +915,13 @@ def document(results: dict[str, Any], started: float, sizes: dict[str, Any]) -> 
 
 def _ok(r: dict[str, Any], *keys: str) -> str:
     return "✅" if all(not r.get(k) for k in keys) else "❌"
+
+
+def _lost(r: dict[str, Any]) -> str:
+    known = r.get("lost_source_after_failure") or 0
+    return f"{r['lost']} lost" + (f" ({known} at a source-language listener after failed translations, "
+                                  "see Findings)" if known else "") + (
+        f", {r['noticed']} only as a failure notice" if r.get("noticed") else "")
 
 
 def render(out: dict[str, Any]) -> str:
@@ -929,6 +940,7 @@ def render(out: dict[str, Any]) -> str:
         "- stack: Azurite, the interpreter engine and the twin host started by the soak on free ports; clients are",
         "  `babelroom.bench.soak.ReliableClient` (json.reliable.webpubsub.azure.v1 with recovery and resend, as",
         "  web/js/wps.js), rooms created and joined on the HTTP API.",
+        f"- sizes: {out['sizes']}",
         "",
         "## Summary",
         "",
@@ -939,7 +951,7 @@ def render(out: dict[str, Any]) -> str:
         r = res["drops"]
         lines.append(f"| forced socket drops mid-turn | {r['drops']} speaker drops (+{r['listener_drops']} listener) "
                      f"over {r['turns']} turns | {_ok(r, 'lost', 'duplicated', 'lost_audio', 'duplicated_audio')} "
-                     f"| {r['delivered']}/{r['expected']} segment captions delivered, {r['lost']} lost, "
+                     f"| {r['delivered']}/{r['expected']} segment captions delivered, {_lost(r)}, "
                      f"{r['duplicated']} duplicated; audio {r['lost_audio']} lost, {r['duplicated_audio']} "
                      f"duplicated |")
     if "load" in res:
@@ -950,8 +962,8 @@ def render(out: dict[str, Any]) -> str:
         lines.append(f"| load | {r['connections']} connections, {r['rooms']} rooms, {r['speakers']} speakers, "
                      f"{r['seconds']:.0f} s | {_ok(r, 'lost', 'duplicated', 'chats_lost', 'chats_duplicated')} "
                      f"| {r['delivered']}/{r['expected']} captions, {r['chats_delivered']}/{r['chats_expected']} "
-                     f"chat deliveries; {r['lost'] + r['chats_lost']} lost, "
-                     f"{r['duplicated'] + r['chats_duplicated']} duplicated; {rss_txt} |")
+                     f"chat deliveries; captions {_lost(r)}, chat {r['chats_lost']} lost; "
+                     f"{r['duplicated'] + r['chats_duplicated']} duplicated; RSS: {rss_txt} |")
     if "restart" in res:
         r = res["restart"]
         ok = r["clients_back"] and r["presence_back"] and not r["lost"] and not r["duplicated"]
@@ -961,6 +973,31 @@ def render(out: dict[str, Any]) -> str:
     lines += ["| translator faults (timeout, 5xx, malformed stream, crash mid-segment) | — | see its test | "
               "covered by the translator-retries work: tests/functions/ (translator fault tests); not measured "
               "here |", ""]
+    found = []
+    if any((x.get("lost_source_after_failure") or 0) for x in res.values()):
+        found.append("- **Silent loss at source-language listeners when translation fails.** When the engine refuses "
+                      "every target language of a segment (`server_busy`, after the one retry), "
+                      "`babelroom/interpreting.py` `Interpreter.segment` sends the \"translation failed\" notice to "
+                      "the target languages only; listeners of the speaker's own language get nothing. Pinned by "
+                      "tests/reliability/test_failure_reaches_everyone.py (xfail until fixed).")
+    if any(x.get("noticed") for x in res.values()):
+        found.append("- **The engine refuses work under load** (`server_busy: engine queue is full`, 8 admitted jobs): "
+                     "the segments counted \"only as a failure notice\" were not translated. Chat translation goes "
+                     "through the same engine queue as speech, so chat traffic takes slots from speech.")
+    r = res.get("restart") or {}
+    if r.get("lost"):
+        trail = {k: v for k, v in (r.get("server_trail") or {}).items() if ":" in k}
+        stuck = sum(1 for v in trail.values() if v.get("marker") and not v.get("usage_languages"))
+        found.append(f"- **Committed segments lost across a host restart.** {stuck} of {len(trail)} committed "
+                     "segments have their exactly-once marker (`transcripts/done/...`) but no usage record: the "
+                     "killed host had taken them from the queue and was translating them; the queue's redelivery "
+                     "after the restart found the marker and skipped them as already translated "
+                     "(`functions/translate.py`; issue 11 asks for a lease or a status, not a bare marker). In the "
+                     "twin, entity state lives in the host's memory, so after a restart the room entity is empty "
+                     "until members reconnect. Pinned by tests/reliability/test_soak.py::"
+                     "test_twin_restart_mid_room_loses_no_committed_segment (xfail until fixed).")
+    if found:
+        lines += ["## Findings", "", *found, ""]
     if "drops" in res:
         r = res["drops"]
         c = r["clients"]
@@ -1038,14 +1075,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--drops", type=int, default=100, help="forced socket drops (0 skips)")
     ap.add_argument("--load-seconds", type=float, default=300.0, help="load length (0 skips)")
     ap.add_argument("--no-restart", dest="restart", action="store_false", help="skip the twin restart")
+    ap.add_argument("--restart-wait", type=float, default=80.0,
+                    help="how long to wait for committed segments after the restart (the queue redelivers a "
+                         "message taken by the killed host after its 60 s visibility timeout)")
     ap.add_argument("--engine-url", help="use a running engine instead of starting one")
     ap.add_argument("--json", default=str(ROOT / ".run" / "soak" / "soak.json"))
     ap.add_argument("--out", default=str(ROOT / "docs" / "reliability.md"))
     args = ap.parse_args(argv)
-    out = asyncio.run(soak(args))
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
-    Path(args.out).write_text(render(out))
+
+    def save(out: dict[str, Any]) -> None:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
+        Path(args.out).write_text(render(out))
+
+    out = asyncio.run(soak(args, save))
+    save(out)
     print(json.dumps({k: {kk: v.get(kk) for kk in ("expected", "delivered", "lost", "duplicated", "chats_lost")}
                       for k, v in out["results"].items()}))
     return 0
