@@ -790,6 +790,7 @@ async def restart(host: Host, language: str = "es", after_segments: int = 2, del
                       for x in p.listeners}
             await asyncio.sleep(max(0.0, killed_at + down_s - time.monotonic()))
             t_restart = time.monotonic()
+            down_for = t_restart - killed_at
             await asyncio.to_thread(host.start)
             host_up_s = time.monotonic() - t_restart
             back = await until(lambda: all(x.rc.connected.is_set() and x.rc.fresh_connections + x.rc.recoveries
@@ -828,7 +829,7 @@ async def restart(host: Host, language: str = "es", after_segments: int = 2, del
     return {"scenario": "restart", "clients": clients_summary([p]), "server_trail": trail,
             "timeline_since_kill": timeline, "finals_since_kill": heard,
             "clients_back": back, "presence_back": present,
-            "host_start_s": round(host_up_s, 1), "clients_back_s": round(back_s, 1),
+            "down_for_s": round(down_for, 1), "host_start_s": round(host_up_s, 1), "clients_back_s": round(back_s, 1),
             "committed": committed, "acked_frames_before_kill": contiguous + 1,
             "translated_before_kill": {k: sorted(v & set(committed)) for k, v in before.items()},
             "translated_after_restart": after_restart,
@@ -986,7 +987,7 @@ def render(out: dict[str, Any]) -> str:
                      "through the same engine queue as speech, so chat traffic takes slots from speech.")
     r = res.get("restart") or {}
     if r.get("lost"):
-        trail = {k: v for k, v in (r.get("server_trail") or {}).items() if ":" in k}
+        trail = {k: v for k, v in (r.get("server_trail") or {}).items() if isinstance(v, dict)}
         stuck = sum(1 for v in trail.values() if v.get("marker") and not v.get("usage_languages"))
         found.append(f"- **Committed segments lost across a host restart.** {stuck} of {len(trail)} committed "
                      "segments have their exactly-once marker (`transcripts/done/...`) but no usage record: the "
@@ -1050,8 +1051,9 @@ def render(out: dict[str, Any]) -> str:
         lines += [
             "## 3. Twin restart mid-room", "",
             "A speaker (es) and listeners (en, pt) in one room; after a warm-up turn the speaker talks and, "
-            "three frames (0.6 s) after its second segment closed, the twin host's process group gets SIGKILL; it "
-            "is started again on the same port 2 s later (Azurite keeps its state). Clients reconnect by themselves "
+            "three frames (0.6 s) after its second segment closed, the twin host's process group gets SIGKILL; the "
+            f"speaker finishes the turn, and the host is started again on the same port {r.get('down_for_s', 0):.0f} s "
+            "after the kill (Azurite keeps its state). Clients reconnect by themselves "
             "(recovery, refused by the new host, then a fresh join). A segment counts as committed when every frame "
             "up to its closing frame was acked at least 0.3 s before the kill. `server trail` (diagnosis from "
             "storage): each committed segment's exactly-once marker and usage record.", "",
