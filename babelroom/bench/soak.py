@@ -530,7 +530,7 @@ def all_done(parties: list[Party], turns: list[list[Turn]]) -> bool:
     return True
 
 
-async def drain(parties: list[Party], turns: list[list[Turn]], quiet: float = 10.0, limit: float = 180.0,
+async def drain(parties: list[Party], turns: list[list[Turn]], quiet: float = 20.0, limit: float = 180.0,
                 extra: Callable[[], bool] = lambda: True) -> None:
     """Wait until everything expected arrived, or nothing arrived for `quiet` seconds."""
     start = time.monotonic()
@@ -774,7 +774,7 @@ async def restart(host: Host, language: str = "es", after_segments: int = 2, del
         p = await party(http, base, 0, language, listen)
         try:
             warm = await p.speaker.speak(short, False, 1)
-            await drain([p], [[warm]], quiet=8)
+            await drain([p], [[warm]], quiet=30)  # all of it: a kill must not catch the warm-up
             killed_at = 0.0
 
             async def after(seq: int) -> None:
@@ -809,7 +809,7 @@ async def restart(host: Host, language: str = "es", after_segments: int = 2, del
 
             await until(got_committed, wait_s, 0.5)
             after_turn = await p.speaker.speak(short, False, 1)
-            await drain([p], [[after_turn]], quiet=10)
+            await drain([p], [[after_turn]], quiet=30)
         finally:
             await close_all([p])
     tally = Tally()
