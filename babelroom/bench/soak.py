@@ -342,6 +342,7 @@ class Member(Participant):
         async def rejoin() -> str:
             self.ticket = await join_room(http, base, room, name, language, role)
             self.user_id = self.ticket["userId"]
+            self.participants = 0  # a new member: presence starts over
             self.rejoins += 1
             return str(self.ticket["url"])
 
