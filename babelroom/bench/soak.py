@@ -500,6 +500,13 @@ def count_turn(tally: Tally, turn: Turn, listener: Participant, segments: list[i
     tally.duplicated_audio += [f"{turn.turn}:{s}#{q}@{listener.name} x{n}" for (s, q), n in chunks.items() if n > 1]
 
 
+def tally_row(turn: Turn, p: Party) -> dict[str, Any]:
+    t = Tally()
+    for x in p.listeners:
+        count_turn(t, turn, x, others=p.listeners)
+    return t.row()
+
+
 def count_chats(tally: Tally, sent: list[tuple[Member, str, asyncio.Future[dict[str, Any]]]],
                 room_members: dict[str, list[Member]]) -> None:
     """Each chat line the service acked reaches every member of its room exactly once."""
@@ -737,11 +744,12 @@ def storage_trail(storage: str, segment_ids: list[str], container: str = "transc
         for sid in segment_ids:
             path = sid.replace(":", "/")
             marker = cc.get_blob_client(f"done/{path}").exists()
-            usage = None
+            usage, original = None, None
             with contextlib.suppress(Exception):
                 rec = json.loads(cc.download_blob(f"usage/{path}.json").readall())
                 usage = sorted(rec.get("usage", {}).get("texts", {}))
-            out[sid] = {"marker": marker, "usage_languages": usage}
+                original = rec.get("usage", {}).get("original", "")[:40]
+            out[sid] = {"marker": marker, "usage_languages": usage, "original": original}
         for q in ("segments", "segments-poison"):
             with contextlib.suppress(Exception):
                 props = QueueClient.from_connection_string(storage, q).get_queue_properties()
@@ -824,10 +832,15 @@ async def restart(host: Host, language: str = "es", after_segments: int = 2, del
                      for x in p.listeners}
     trail = await asyncio.to_thread(storage_trail, host.settings["AzureWebJobsStorage"],
                                     [f"{turn.user}:{turn.turn}:{i}" for i in committed])
+    others = await asyncio.to_thread(storage_trail, host.settings["AzureWebJobsStorage"],
+                                     [f"{t.user}:{t.turn}:{i}" for t in (warm, after_turn)
+                                      for i in expected_segments(t)])
     timeline = {x.name: [(round(t - killed_at, 2), what) for t, what in x.rc.timeline] for x in p.everyone}
     heard = {x.name: [(round(c.t - killed_at, 2), c.turn[:5], c.segment) for c in x.captions
                       if c.final and c.language == x.language] for x in p.listeners}
     return {"scenario": "restart", "clients": clients_summary([p]), "server_trail": trail,
+            "server_trail_other_turns": others,
+            "other_turns": {"warm": tally_row(warm, p), "after": tally_row(after_turn, p)},
             "timeline_since_kill": timeline, "finals_since_kill": heard,
             "clients_back": back, "presence_back": present,
             "down_for_s": round(down_for, 1), "host_start_s": round(host_up_s, 1), "clients_back_s": round(back_s, 1),

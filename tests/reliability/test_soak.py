@@ -7,14 +7,18 @@ stack (Azurite, the engine, the twin host), asserting counts of what listeners g
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from collections.abc import Iterator
+from contextlib import suppress
 from typing import Any
 
 import pytest
 import pytest_asyncio
 
 from babelroom.bench import soak
+from babelroom.twin import stack as twin_stack
 
 pytestmark = pytest.mark.slow
 
@@ -63,12 +67,22 @@ async def test_load_loses_nothing_and_memory_stays_bounded(stack: Any, engine_ur
 
 
 @pytest.fixture(scope="module")
-def own_host(azurite: Any, engine_url: str) -> Iterator[soak.Host]:
-    """A twin host of its own (the test kills it), on the session's Azurite and engine."""
-    host = soak.new_host(engine_url, azurite.connection_string, soak.LOGS / "test-restart-twin.log")
-    host.start()
-    yield host
-    host.stop()
+def own_host(engine_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[soak.Host]:
+    """A twin host of its own (the test kills it) on an Azurite of its own: the twin keeps entity state in
+    the host's memory, so a second host on the session's Azurite would take this room's segments from the
+    shared queue and translate them for a room it does not know."""
+    ports = [twin_stack.free_port() for _ in range(3)]
+    azurite = twin_stack.start_azurite(*ports, tmp_path_factory.mktemp("restart-azurite"))
+    host = soak.new_host(engine_url, twin_stack.azurite_connection_string(*ports),
+                         soak.LOGS / "test-restart-twin.log")
+    try:
+        host.start()
+        yield host
+    finally:
+        host.stop()
+        with suppress(ProcessLookupError):
+            os.killpg(azurite.pid, signal.SIGTERM)
+        azurite.wait(10)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
