@@ -14,11 +14,13 @@ class Broadcaster(Protocol):
 
     async def to_connection(self, connection_id: str, message: dict[str, Any]) -> None: ...
 
-    async def add_to_group(self, group: str, connection_id: str) -> None: ...
-
-    async def remove_from_group(self, group: str, connection_id: str) -> None: ...
-
 
 def group_name(room_id: str, language: str) -> str:
-    """One Web PubSub group per room and listener language."""
+    """One Web PubSub group per room and listener language: captions, audio and chat."""
     return f"{room_id}.{language}"
+
+
+def room_group(room_id: str) -> str:
+    """The room-wide group every connection of the room joins at connect: presence and speaking
+    go out once to it, not once per language group. ("all" is no language code we support.)"""
+    return f"{room_id}.all"

@@ -1,8 +1,10 @@
 """Segment → translator → language groups: the work of the translator function, host-free.
 
-A segment is interpreted once per target language present in the room (never per listener); the
-speaker's own language group gets the source transcript. Everything a listener sees is
-addressed by caption id "{userId}:{turn}:{segment}" so interim lines are replaced, not repeated.
+A segment is transcribed once, then its transcript is translated and spoken once per target
+language present in the room (never per listener); the speaker's own language group gets the
+source transcript. Everything a listener sees is addressed by caption id
+"{userId}:{turn}:{segment}" so interim lines are replaced, not repeated. A model call that fails
+is retried once; a second failure reaches the listeners of that language as a `notice`.
 """
 
 from __future__ import annotations
@@ -10,12 +12,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
+from . import protocol
 from .broadcaster import Broadcaster, group_name
 from .codec import AudioPacker
-from .translator import SourceText, TranslatedAudio, TranslatedText, Translator
+from .history import CaptionHistory
+from .translator import TranslatedAudio, TranslatedText, Translator
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 FIRST_CHUNK_BYTES = 24_000 * 2 // 5  # 200 ms at 24 kHz: the first sound goes out early
@@ -33,10 +40,13 @@ class Speaker:
 
 @dataclass
 class Usage:
-    """What one segment cost: per-language model seconds and messages published."""
+    """What one segment cost: model sessions, messages published, and what failed."""
 
     segment_seconds: float = 0.0
-    sessions: int = 0
+    sessions: int = 0  # model sessions opened, retries included
+    transcriptions: int = 0  # sessions that heard the audio (1 unless retried)
+    started: float = 0.0
+    failures: dict[str, str] = field(default_factory=dict)  # language -> error, after the retry
     messages: int = 0
     audio_bytes_out: int = 0
     timings: dict[str, float] = field(default_factory=dict)
@@ -44,127 +54,165 @@ class Usage:
     texts: dict[str, str] = field(default_factory=dict)  # the transcript, per language
 
 
-def hear_languages(room_state: dict[str, Any] | None) -> set[str]:
-    """Languages that connected members listen in, from the room entity's state."""
-    members = (room_state or {}).get("members", {})
-    return {m["hear"] for m in members.values() if m.get("connections")}
+class _Voice:
+    """Translated audio of one segment in one language, across attempts: a retry resumes after
+    the audio already sent instead of repeating it."""
 
-
-def participants(room_state: dict[str, Any] | None) -> list[dict[str, Any]]:
-    members = (room_state or {}).get("members", {})
-    keys = ("userId", "displayName", "language", "hear", "role")
-    return [{k: m[k] for k in keys} for m in members.values() if m.get("connections")]
+    def __init__(self, codec: str) -> None:
+        self.packer = AudioPacker(codec)
+        self.seq = 0
+        self.sent = 0  # PCM bytes already handed to the packer
+        self.pending = b""
 
 
 class Interpreter:
-    def __init__(self, translator: Translator, broadcaster: Broadcaster, codec: str = "opus") -> None:
+    def __init__(self, translator: Translator, broadcaster: Broadcaster, codec: str = "opus",
+                 history: CaptionHistory | None = None) -> None:
         self.translator = translator
         self.broadcaster = broadcaster
         self.codec = codec
+        self.history = history  # recent captions per room, for late joiners
         AudioPacker(codec)  # a wrong codec or a missing encoder fails at start, not mid-sentence
 
     async def _send(self, usage: Usage, room_id: str, language: str, msg: dict[str, Any]) -> None:
         usage.messages += 1
         await self.broadcaster.to_group(group_name(room_id, language), msg)
 
+    async def _twice(self, attempt: Callable[[], Awaitable[T]], what: str) -> T:
+        """A failed model call is retried once, at once (after a short pause when the model said
+        it is busy): the listeners hear about a second failure within moments, never silence."""
+        try:
+            return await attempt()
+        except Exception as e:
+            log.warning("%s failed (%r); retrying once", what, e)
+            if getattr(e, "code", None) == "server_busy":
+                await asyncio.sleep(BUSY_RETRY_SECONDS)
+            return await attempt()
+
+    async def _notice(self, usage: Usage, speaker: Speaker, base: dict[str, Any], language: str,
+                      error: BaseException, original: str) -> None:
+        usage.failures[language] = f"{type(error).__name__}: {error}"
+        usage.timings.setdefault(f"notice_{language}", time.monotonic() - usage.started)
+        what = "transcription" if not original else f"translation into {language}"
+        await self._send(usage, speaker.room_id, language, protocol.notice(
+            "translation_failed", f"the {what} of this segment failed ({type(error).__name__})",
+            language=language, about=base, original=original))
+
     async def segment(
         self, speaker: Speaker, turn: str, index: int, pcm: bytes, languages: set[str]
     ) -> Usage:
-        usage = Usage(segment_seconds=len(pcm) / 32_000)
-        t0 = time.monotonic()
+        """Transcribe once, then translate and speak the transcript into each other language."""
+        usage = Usage(segment_seconds=len(pcm) / 32_000, started=time.monotonic())
+        t0 = usage.started
         src = speaker.language
         cid = f"{speaker.user_id}:{turn}:{index}"
         base = {"id": cid, "userId": speaker.user_id, "displayName": speaker.display_name, "turn": turn,
                 "segment": index, "sourceLanguage": src}
-        targets = sorted(languages - {src}) or [src]
-        source_sent = asyncio.Event()
-        source_text: list[str] = []
+        targets = sorted(languages - {src})
 
-        async def publish_source(text: str) -> None:
-            if source_sent.is_set():
-                return
-            source_sent.set()
-            source_text.append(text)
-            usage.original = text
-            usage.timings.setdefault("source_text", time.monotonic() - t0)
-            if src in languages and text:
-                await self._send(usage, speaker.room_id, src, base | {
-                    "type": "caption", "final": True, "original": text, "language": src, "text": text,
-                    "translated": False})
+        async def transcribe() -> str:
+            usage.sessions += 1
+            usage.transcriptions += 1
+            heard = ""
+            async for out in self.translator.transcribe(pcm, src):
+                if out.final:
+                    heard = out.text
+            return heard
+
+        try:
+            original = await self._twice(transcribe, f"transcribing {cid}")
+        except Exception as e:
+            log.error("transcribing %s failed twice: %r", cid, e)
+            await asyncio.gather(*(self._notice(usage, speaker, base, lang, e, "")
+                                   for lang in sorted(languages or {src})))
+            usage.timings["total"] = time.monotonic() - t0
+            return usage
+        usage.original = original
+        usage.timings["source_text"] = time.monotonic() - t0
+        if not original:  # silence or noise: nothing to say, to anyone
+            usage.timings["total"] = time.monotonic() - t0
+            return usage
+        sends = [self._send(usage, speaker.room_id, t, protocol.caption(
+            base, language=t, original=original, text="", final=False, translated=True)) for t in targets]
+        if src in languages:
+            usage.texts[src] = original
+            sends.append(self._send(usage, speaker.room_id, src, protocol.caption(
+                base, language=src, original=original, text=original, final=True, translated=False)))
+        await asyncio.gather(*sends)
 
         async def one(target: str) -> None:
-            usage.sessions += 1
-            original, text, seq, pending = "", "", 0, b""
-            packer = AudioPacker(self.codec)
-            note: str | None = None
-            translated = True
-            async for out in self.translator.interpret(pcm, src, target):
-                if isinstance(out, SourceText):
-                    if not out.final:
-                        continue
-                    original = out.text
-                    await publish_source(original)
-                    if target != src and original:
-                        await self._send(usage, speaker.room_id, target, base | {
-                            "type": "caption", "final": False, "original": original, "language": target,
-                            "text": "", "translated": True})
-                elif isinstance(out, TranslatedText):
-                    text = out.text if out.final else text + out.text
-                    translated, note = out.translated, out.note
-                    if out.final:
-                        usage.timings.setdefault(f"text_{target}", time.monotonic() - t0)
-                elif isinstance(out, TranslatedAudio):
-                    pending += out.pcm
-                    size = CHUNK_BYTES if seq else FIRST_CHUNK_BYTES
-                    if len(pending) >= size:
-                        usage.timings.setdefault(f"audio_{target}", time.monotonic() - t0)
-                        if await self._audio(usage, speaker, base, target, seq, packer, pending, False):
-                            seq += 1
-                        pending = b""
-            if target == src:
-                return
-            usage.texts[target] = text or original
-            if original or text:
-                msg = base | {"type": "caption", "final": True, "original": original, "language": target,
-                              "text": text or original, "translated": translated}
-                if note:
-                    msg["note"] = note
-                await self._send(usage, speaker.room_id, target, msg)
-            if seq or pending:
-                usage.timings.setdefault(f"audio_{target}", time.monotonic() - t0)
-                await self._audio(usage, speaker, base, target, seq, packer, pending, True)
-
-        async def attempt(target: str) -> None:
+            voice = _Voice(self.codec)
             try:
-                await one(target)
-            except Exception as e:  # a busy model refuses before it says anything: one retry
-                if getattr(e, "code", None) != "server_busy":
-                    raise
-                await asyncio.sleep(BUSY_RETRY_SECONDS)
-                await one(target)
+                await self._twice(lambda: self._speak(usage, speaker, base, original, target, voice),
+                                  f"interpreting {cid} into {target}")
+            except Exception as e:
+                log.error("interpreting %s into %s failed twice: %r", cid, target, e)
+                await self._notice(usage, speaker, base, target, e, original)
 
-        results = await asyncio.gather(*(attempt(t) for t in targets), return_exceptions=True)
-        for target, r in zip(targets, results, strict=True):
-            if isinstance(r, BaseException):
-                log.error("interpreting %s into %s failed: %r", cid, target, r)
-                await self._send(usage, speaker.room_id, target, base | {
-                    "type": "caption", "final": True, "original": "".join(source_text), "language": target,
-                    "text": "".join(source_text), "translated": False,
-                    "note": f"translation failed: {type(r).__name__}"})
+        await asyncio.gather(*(one(t) for t in targets))
+        if self.history is not None:
+            try:
+                await self.history.add(speaker.room_id, base | {"original": original, "texts": dict(usage.texts)})
+            except Exception as e:  # history is a convenience for late joiners; never fail the segment
+                log.warning("history for %s not kept: %r", cid, e)
         usage.timings["total"] = time.monotonic() - t0
         return usage
 
-    async def _audio(self, usage: Usage, speaker: Speaker, base: dict[str, Any], language: str, seq: int,
-                     packer: AudioPacker, pcm: bytes, last: bool) -> bool:
-        """Sends one `audio` message; False when the encoder had nothing to send yet."""
-        fields = packer.pack(pcm, last)
+    async def lost(self, speaker: Speaker, turn: str, index: int, languages: set[str]) -> None:
+        """A segment the translator gave up on (poison queue): every language hears it was lost."""
+        base = {"id": f"{speaker.user_id}:{turn}:{index}", "userId": speaker.user_id,
+                "displayName": speaker.display_name, "turn": turn, "segment": index,
+                "sourceLanguage": speaker.language}
+        usage = Usage()
+        await asyncio.gather(*(self._send(usage, speaker.room_id, lang, protocol.notice(
+            "segment_lost", "a part of what was said could not be translated", language=lang, about=base))
+            for lang in sorted(languages or {speaker.language})))
+
+    async def _speak(self, usage: Usage, speaker: Speaker, base: dict[str, Any], original: str,
+                     target: str, voice: _Voice) -> None:
+        """One attempt at one language: text-in session, translated caption and audio out."""
+        usage.sessions += 1
+        t0 = usage.started
+        text, translated, note = "", True, None
+        skip = voice.sent  # audio a failed attempt already sent
+        voice.pending = b""
+        final = False
+        async for out in self.translator.speak(original, speaker.language, target):
+            if isinstance(out, TranslatedText):
+                text = out.text if out.final else text + out.text
+                translated, note = out.translated, out.note
+                if out.final:
+                    final = True
+                    usage.timings.setdefault(f"text_{target}", time.monotonic() - t0)
+            elif isinstance(out, TranslatedAudio):
+                pcm = out.pcm
+                if skip:
+                    pcm, skip = pcm[skip:], max(0, skip - len(pcm))
+                voice.pending += pcm
+                size = CHUNK_BYTES if voice.seq else FIRST_CHUNK_BYTES
+                if len(voice.pending) >= size:
+                    usage.timings.setdefault(f"audio_{target}", time.monotonic() - t0)
+                    await self._audio(usage, speaker, base, target, voice, False)
+        usage.texts[target] = text or original
+        await self._send(usage, speaker.room_id, target, protocol.caption(
+            base, language=target, original=original, text=text or original, final=True,
+            translated=translated and bool(text) and final, note=note))
+        if voice.seq or voice.pending:
+            usage.timings.setdefault(f"audio_{target}", time.monotonic() - t0)
+            await self._audio(usage, speaker, base, target, voice, True)
+
+    async def _audio(self, usage: Usage, speaker: Speaker, base: dict[str, Any], language: str,
+                     voice: _Voice, last: bool) -> None:
+        """Sends the pending audio as one `audio` message (unless the encoder holds it back)."""
+        pcm, voice.pending = voice.pending, b""
+        voice.sent += len(pcm)
+        fields = voice.packer.pack(pcm, last)
         if fields is None:
-            return False
+            return
         usage.audio_bytes_out += len(pcm)
-        await self._send(usage, speaker.room_id, language, {
-            "type": "audio", "id": base["id"], "userId": speaker.user_id, "turn": base["turn"],
-            "segment": base["segment"], "language": language, "seq": seq, "last": last, **fields})
-        return True
+        await self._send(usage, speaker.room_id, language, protocol.translated_audio(
+            base, language=language, seq=voice.seq, last=last, fields=fields))
+        voice.seq += 1
 
     async def chat(self, speaker: Speaker, message_id: str, text: str, languages: set[str]) -> None:
         src = speaker.language

@@ -128,14 +128,17 @@ class Segmenter:
         state["whole"] = whole
         return out
 
-    def frame(self, state: dict[str, Any], turn: str, seq: int, pcm: bytes) -> Outcome:
+    def frame(self, state: dict[str, Any], turn: str, seq: int, pcm: bytes | str) -> Outcome:
+        """`pcm` as bytes, or as the validated base64 text the client sent (the entity's path):
+        text is kept as is in state, so a frame is decoded when appended and when stored, and
+        never re-encoded."""
         out = self._enter(state, turn)
         if out.late:
             return out
         if seq < state["next"] or str(seq) in state["pending"]:
             out.duplicate = True
             return out
-        state["pending"][str(seq)] = base64.b64encode(pcm).decode("ascii")
+        state["pending"][str(seq)] = pcm if isinstance(pcm, str) else base64.b64encode(pcm).decode("ascii")
         if len(state["pending"]) > MAX_PENDING:  # a frame is lost for good: skip the gap
             state["next"] = min(int(s) for s in state["pending"])
         self._drain(state, out)
@@ -182,7 +185,7 @@ class Segmenter:
 
     def _finish_turn(self, state: dict[str, Any], out: Outcome, reason: str) -> None:
         for seq in sorted(int(s) for s in state["pending"]):  # give up gaps: the turn is over
-            self._append(state, seq, base64.b64decode(state["pending"].pop(str(seq))), out)
+            self._append(state, seq, state["pending"].pop(str(seq)), out)
         if state["bytes"]:
             self._close(state, out, reason)
         done = [*state["done"], state["turn"]][-KEEP_DONE_TURNS:]
@@ -191,17 +194,18 @@ class Segmenter:
     def _drain(self, state: dict[str, Any], out: Outcome) -> None:
         while str(state["next"]) in state["pending"]:
             seq = state["next"]
-            self._append(state, seq, base64.b64decode(state["pending"].pop(str(seq))), out)
+            self._append(state, seq, state["pending"].pop(str(seq)), out)
             if state["silence_at"] is not None and seq >= state["silence_at"]:
                 state["silence_at"] = None
                 if state["bytes"]:
                     self._close(state, out, "silence")
 
-    def _append(self, state: dict[str, Any], seq: int, pcm: bytes, out: Outcome) -> None:
+    def _append(self, state: dict[str, Any], seq: int, text: str, out: Outcome) -> None:
         lim = self.limits
+        pcm = base64.b64decode(text)  # the frame's level decides cuts; the text itself is kept
         if state["first"] is None:
             state["first"] = seq
-        state["chunks"].append(base64.b64encode(pcm).decode("ascii"))
+        state["chunks"].append(text)
         state["inline"] += len(pcm)
         state["bytes"] += len(pcm)
         state["last"] = seq

@@ -1,4 +1,5 @@
-"""The translator port: one segment (or chat line) in, captions and voice in one language out.
+"""The translator port: a segment is transcribed once, then its transcript becomes captions and
+voice in each target language (one text-in session per language, never a second transcription).
 
 Adapters: `babelroom.adapters.realtime.RealtimeTranslator` (openai SDK against Azure OpenAI,
 OpenAI or the twin's local engine). The translator function only sees this port.
@@ -42,19 +43,22 @@ class TranslatedAudio:
     language: str
 
 
+Spoken = TranslatedText | TranslatedAudio
 Output = SourceText | TranslatedText | TranslatedAudio
 
 
 class Translator(Protocol):
-    """Interprets one closed segment into one target language."""
+    """Transcribes a closed segment once, then speaks its transcript in each target language."""
 
-    def interpret(
-        self, pcm16: bytes, source_language: str, target_language: str
-    ) -> AsyncIterator[Output]:
-        """Stream outputs for one segment (PCM16 mono at INPUT_RATE).
+    def transcribe(self, pcm16: bytes, source_language: str) -> AsyncIterator[SourceText]:
+        """Interim SourceTexts, then one final one (PCM16 mono at INPUT_RATE). Silence: nothing."""
+        ...
 
-        target == source yields only SourceText. Pairs without a model yield SourceText and a
-        TranslatedText with translated=False and a note, and no audio.
+    def speak(self, text: str, source_language: str, target_language: str) -> AsyncIterator[Spoken]:
+        """Translated text (deltas, then final) and audio for one transcript in one language.
+
+        Pairs without a model yield one final TranslatedText with translated=False, the original
+        text and a note, and no audio.
         """
         ...
 

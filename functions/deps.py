@@ -1,8 +1,10 @@
-"""Adapters built once per worker process from settings; both hosts call the same builders."""
+"""The composition root: Settings read once per worker process, adapters built from it.
+
+No adapter reads the process environment; both hosts (Azure, the twin) call these same builders.
+"""
 
 from __future__ import annotations
 
-import os
 from functools import cache
 from typing import Any
 
@@ -10,6 +12,7 @@ from babelroom.adapters.local_identity import LocalIdentity
 from babelroom.adapters.storage import BlobRoomStore, aio_blob_service
 from babelroom.adapters.webpubsub import WebPubSubBroadcaster, service_client
 from babelroom.config import Settings
+from babelroom.history import CaptionHistory
 from babelroom.interpreting import Interpreter
 from babelroom.rooms import IdentityProvider, RoomService
 
@@ -21,24 +24,24 @@ def settings() -> Settings:
 
 @cache
 def broadcaster() -> WebPubSubBroadcaster:
-    return WebPubSubBroadcaster(service_client(os.environ))
+    return WebPubSubBroadcaster(service_client(settings()))
 
 
 @cache
 def blob_service() -> Any:
-    return aio_blob_service(os.environ)
+    return aio_blob_service(settings())
 
 
 @cache
 def room_store() -> BlobRoomStore:
-    return BlobRoomStore(blob_service())
+    return BlobRoomStore(blob_service(), settings().rooms_container)
 
 
 def _identity() -> IdentityProvider:
     if settings().room_service == "acs":
         from babelroom.adapters.acs import from_settings
 
-        acs = from_settings(os.environ)
+        acs = from_settings(settings().values)
         if acs is None:
             raise RuntimeError("ROOM_SERVICE=acs needs ACS_ENDPOINT or ACS_CONNECTION_STRING")
         return acs  # type: ignore[return-value]
@@ -47,7 +50,7 @@ def _identity() -> IdentityProvider:
 
 @cache
 def rooms() -> RoomService:
-    return RoomService(room_store(), broadcaster(), _identity())
+    return RoomService(room_store(), broadcaster(), _identity(), broadcaster())
 
 
 class UnavailableTranslator:
@@ -56,7 +59,11 @@ class UnavailableTranslator:
     def __init__(self, reason: str) -> None:
         self.reason = reason
 
-    async def interpret(self, pcm16: bytes, source_language: str, target_language: str) -> Any:
+    async def transcribe(self, pcm16: bytes, source_language: str) -> Any:
+        raise RuntimeError(self.reason)
+        yield  # pragma: no cover - makes this an async generator
+
+    async def speak(self, text: str, source_language: str, target_language: str) -> Any:
         raise RuntimeError(self.reason)
         yield  # pragma: no cover - makes this an async generator
 
@@ -72,11 +79,19 @@ def translator() -> Any:
     try:
         from babelroom.adapters.realtime import RealtimeTranslator
 
-        return RealtimeTranslator.from_settings(os.environ)
+        return RealtimeTranslator.from_settings(settings())
     except Exception as e:  # misconfiguration must show in /api/health and in captions
         return UnavailableTranslator(f"translator unavailable: {type(e).__name__}: {e}")
 
 
 @cache
+def history() -> CaptionHistory:
+    """Recent captions per room (transcripts/history/{roomId}.json), for late or returning listeners."""
+    from babelroom.adapters.history_blob import BlobHistoryStore
+
+    return CaptionHistory(BlobHistoryStore(blob_service(), settings().transcripts_container))
+
+
+@cache
 def interpreter() -> Interpreter:
-    return Interpreter(translator(), broadcaster(), settings().audio_codec)
+    return Interpreter(translator(), broadcaster(), settings().audio_codec, history())

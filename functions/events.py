@@ -2,22 +2,27 @@
 
 Each handler validates what the socket sent (babelroom.protocol), then hands audio to the speaker
 entity and membership to the room entity by client signal: cheap, ordered per sender, and the
-socket's event returns at once.
+socket's event returns at once. The room entity sends the welcome and the presence deltas;
+`speaking` goes from here to the room group `{roomId}.all`, once, without reading the room.
+Chat is handed off, so its translation never holds back the speaker's next audio event.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import uuid
+from collections import OrderedDict
 from typing import Any
 
 import azure.durable_functions as df
 
-from babelroom import protocol
-from babelroom.broadcaster import group_name
-from babelroom.interpreting import Speaker, hear_languages, participants
-from babelroom.protocol import ProtocolError
+from babelroom import presence, protocol
+from babelroom.broadcaster import group_name, room_group
+from babelroom.interpreting import Speaker
+from babelroom.protocol import Audio, Chat, ClientEvent, ProtocolError, Rename, Silence, TurnEnd, TurnStart
+from babelroom.ratelimit import RateLimiter
 from babelroom.rooms import Member, RoomError
 
 from . import deps
@@ -25,6 +30,11 @@ from . import deps
 bp = df.Blueprint()
 log = logging.getLogger(__name__)
 HUB = "%WEBPUBSUB_HUB%"
+CHAT_RATE, CHAT_BURST = 1.0, 5  # per connection: a person types, a script floods
+chat_limit = RateLimiter(CHAT_RATE, CHAT_BURST)
+SEEN_CHATS = 10_000
+_seen_chats: OrderedDict[str, None] = OrderedDict()  # recent "{userId}:{chatId}": a resend is a no-op
+_chat_tasks: set[asyncio.Task[None]] = set()  # handed-off chats, referenced until done
 
 
 def _request(raw: Any) -> dict[str, Any]:
@@ -37,42 +47,43 @@ def _refuse(code: str, message: str) -> dict[str, str]:
     return {"code": code, "errorMessage": message}
 
 
-async def _member(ctx: dict[str, Any]) -> Member:
-    _, member = await deps.rooms().member_for(ctx.get("userId") or "")
+async def _member(ctx: dict[str, Any], fresh: bool = False) -> Member:
+    _, member = await deps.rooms().member_for(ctx.get("userId") or "", fresh=fresh)
     return member
 
 
 @bp.generic_trigger(arg_name="request", type="webPubSubTrigger", hub=HUB, eventName="connect",
                     eventType="system")
 async def on_connect(request: str) -> dict[str, Any]:
-    """Only members of an open room get in, and only into the group of the language they hear."""
+    """Only members of an open room get in: into the group of the language they hear, and the
+    room group where presence and speaking go."""
     try:
         ctx = _request(request).get("connectionContext", {})
-        member = await _member(ctx)
+        member = await _member(ctx, fresh=True)  # removed or closed via another worker: not let back in
     except RoomError as e:
         return _refuse("unauthorized", f"{e.code}: {e}")
     except Exception:  # an unhandled exception leaves the service's webhook waiting
         log.exception("connect failed")
         return _refuse("serverError", "connect failed")
-    return {"userId": member.user_id, "groups": [group_name(member.room_id, member.hear)]}
+    return {"userId": member.user_id,
+            "groups": [group_name(member.room_id, member.hear), room_group(member.room_id)]}
 
 
 @bp.generic_trigger(arg_name="request", type="webPubSubTrigger", hub=HUB, eventName="connected",
                     eventType="system")
 @bp.durable_client_input(client_name="client")
 async def on_connected(request: str, client: df.DurableOrchestrationClient) -> None:
-    ctx = _request(request).get("connectionContext", {})
-    member = await _member(ctx)
-    me = member.participant()
-    room = df.EntityId("room", member.room_id)
-    await client.signal_entity(room, "connected", me | {"connectionId": ctx["connectionId"]})
-    state = (await client.read_entity_state(room)).entity_state or {}
-    everyone = [p for p in participants(state) if p["userId"] != member.user_id] + [me]
-    b = deps.broadcaster()
-    await b.to_connection(ctx["connectionId"], {"type": "welcome", **me, "roomId": member.room_id,
-                                                "participants": everyone})
-    for lang in hear_languages(state) | {member.hear}:
-        await b.to_group(group_name(member.room_id, lang), protocol.presence(everyone))
+    """The room entity decides what this connection means (join, second tab, room full) and
+    sends the welcome and the `presence.joined` delta."""
+    try:
+        ctx = _request(request).get("connectionContext", {})
+        member = await _member(ctx)
+        await client.signal_entity(df.EntityId("room", member.room_id), "connected",
+                                   member.participant() | {"connectionId": ctx["connectionId"]})
+        # recent captions for a late joiner or a client back after a long recovery window
+        await deps.history().send_to(deps.broadcaster(), ctx["connectionId"], member.room_id, member.hear)
+    except Exception:
+        log.exception("connected failed")
 
 
 @bp.generic_trigger(arg_name="request", type="webPubSubTrigger", hub=HUB, eventName="disconnected",
@@ -80,22 +91,17 @@ async def on_connected(request: str, client: df.DurableOrchestrationClient) -> N
 @bp.durable_client_input(client_name="client")
 async def on_disconnected(request: str, client: df.DurableOrchestrationClient) -> None:
     """A dropped speaker never leaves a turn open: the entity closes it with what arrived."""
-    ctx = _request(request).get("connectionContext", {})
-    user_id = ctx.get("userId") or ""
-    room_id = user_id.partition(".")[0]
-    if not room_id:
-        return
-    room = df.EntityId("room", room_id)
-    await client.signal_entity(df.EntityId("speaker", user_id), "flush", {"reason": "disconnected"})
-    await client.signal_entity(room, "disconnected", {"userId": user_id, "connectionId": ctx.get("connectionId")})
-    state = (await client.read_entity_state(room)).entity_state or {}
-    members = state.get("members", {})
-    if user_id in members:
-        conns = [c for c in members[user_id].get("connections", []) if c != ctx.get("connectionId")]
-        members[user_id]["connections"] = conns
-    everyone = participants(state)
-    for lang in hear_languages(state):
-        await deps.broadcaster().to_group(group_name(room_id, lang), protocol.presence(everyone))
+    try:
+        ctx = _request(request).get("connectionContext", {})
+        user_id = ctx.get("userId") or ""
+        room_id = user_id.partition(".")[0]
+        if not room_id:
+            return
+        await client.signal_entity(df.EntityId("speaker", user_id), "flush", {"reason": "disconnected"})
+        await client.signal_entity(df.EntityId("room", room_id), "disconnected",
+                                   {"userId": user_id, "connectionId": ctx.get("connectionId")})
+    except Exception:
+        log.exception("disconnected failed")
 
 
 async def handle_user_event(request: str, client: df.DurableOrchestrationClient) -> dict[str, str] | None:
@@ -117,13 +123,16 @@ async def handle_user_event(request: str, client: df.DurableOrchestrationClient)
             except ValueError:
                 raise ProtocolError("bad_json", f"{event} data is not JSON") from None
         ev = protocol.parse_event(event, data, member)
-        await _dispatch(client, member, event, ev)
+        await _dispatch(client, member, ctx.get("connectionId") or "", ev)
         return None
     except (ProtocolError, RoomError) as e:
         code = e.code
         message = e.message if isinstance(e, ProtocolError) else str(e)
-        if ctx.get("connectionId"):
-            await deps.broadcaster().to_connection(ctx["connectionId"], protocol.error(code, message, event))
+        try:
+            if ctx.get("connectionId"):
+                await deps.broadcaster().to_connection(ctx["connectionId"], protocol.error(code, message, event))
+        except Exception:
+            log.exception("could not tell %s about %s", ctx.get("connectionId"), code)
         return _refuse("userError", f"{code}: {message}")
     except Exception:
         log.exception("user event %s failed", event)
@@ -145,37 +154,57 @@ for _event in sorted(protocol.EVENTS):
     _register_user_event(_event)
 
 
-async def _dispatch(client: df.DurableOrchestrationClient, member: Member, event: str, ev: dict[str, Any]) -> None:
+async def _dispatch(client: df.DurableOrchestrationClient, member: Member, connection_id: str,
+                    ev: ClientEvent) -> None:
     speaker = df.EntityId("speaker", member.user_id)
+    if isinstance(ev, Audio):  # the hot path: one signal, {turn, seq, pcm} and nothing else
+        await client.signal_entity(speaker, "frame", ev.signal())
+        return
     who = {"room": member.room_id, "userId": member.user_id, "name": member.display_name,
            "language": member.language}
-    if event == "audio":
-        await client.signal_entity(speaker, "frame", who | {"turn": ev["turn"], "seq": ev["seq"],
-                                                             "pcm": protocol.b64(ev["pcm"])})
-        return
-    if event in ("turn.start", "turn.end", "silence"):
-        op = {"turn.start": "start", "turn.end": "end", "silence": "silence"}[event]
-        await client.signal_entity(speaker, op, who | ev)
-        if event != "silence":
-            await _to_room(client, member.room_id, protocol.speaking(member.user_id, ev["turn"],
-                                                                     event == "turn.start"))
-        return
-    state = (await client.read_entity_state(df.EntityId("room", member.room_id))).entity_state or {}
-    if event == "chat":
+    if isinstance(ev, Silence):
+        await client.signal_entity(speaker, "silence", {"turn": ev.turn, "seq": ev.seq})
+    elif isinstance(ev, TurnStart):
+        await client.signal_entity(speaker, "start", who | {"turn": ev.turn, "whole": ev.whole})
+        await deps.broadcaster().to_group(room_group(member.room_id), protocol.speaking(member.user_id, ev.turn, True))
+    elif isinstance(ev, TurnEnd):
+        await client.signal_entity(speaker, "end", who | {"turn": ev.turn, "frames": ev.frames})
+        await deps.broadcaster().to_group(room_group(member.room_id), protocol.speaking(member.user_id, ev.turn, False))
+    elif isinstance(ev, Chat):
+        _chat(client, member, connection_id, ev)
+    elif isinstance(ev, Rename):
+        await deps.rooms().rename(member, ev.display_name)
+        await client.signal_entity(df.EntityId("room", member.room_id), "rename",
+                                   {"userId": member.user_id, "displayName": ev.display_name})
+
+
+def _chat(client: df.DurableOrchestrationClient, member: Member, connection_id: str, ev: Chat) -> None:
+    """Checks the line, then hands its translation to a task: the event returns at once."""
+    if ev.id is not None:
+        key = f"{member.user_id}:{ev.id}"
+        if key in _seen_chats:
+            log.info("chat %s already taken; a resend is not a second line", key)
+            return
+        _seen_chats[key] = None
+        while len(_seen_chats) > SEEN_CHATS:
+            _seen_chats.popitem(last=False)
+    wait = chat_limit.allow(connection_id or member.user_id)
+    if wait is not None:
+        if ev.id is not None:
+            _seen_chats.pop(f"{member.user_id}:{ev.id}", None)  # refused, so a later resend may pass
+        raise ProtocolError("rate_limited", f"too many chat lines: at most {CHAT_BURST} in a row and "
+                                            f"{CHAT_RATE:g} per second; retry in {wait:.1f} s")
+    message_id = f"{member.user_id}:{ev.id or uuid.uuid4().hex[:12]}"
+    task = asyncio.create_task(_translate_chat(client, member, message_id, ev.text))
+    _chat_tasks.add(task)
+    task.add_done_callback(_chat_tasks.discard)
+
+
+async def _translate_chat(client: df.DurableOrchestrationClient, member: Member, message_id: str,
+                          text: str) -> None:
+    try:
+        state = (await client.read_entity_state(df.EntityId("room", member.room_id))).entity_state
         spk = Speaker(member.room_id, member.user_id, member.display_name, member.language)
-        languages = hear_languages(state) | {member.hear}
-        await deps.interpreter().chat(spk, uuid.uuid4().hex[:12], ev["text"], languages)
-        return
-    await client.signal_entity(df.EntityId("room", member.room_id), "rename",
-                               {"userId": member.user_id, "displayName": ev["displayName"]})
-    renamed = await deps.rooms().rename(member, ev["displayName"])
-    everyone = [renamed.participant() if p["userId"] == member.user_id else p for p in participants(state)]
-    await _to_room(client, member.room_id, protocol.presence(everyone), state)
-
-
-async def _to_room(client: df.DurableOrchestrationClient, room_id: str, msg: dict[str, Any],
-                   state: dict[str, Any] | None = None) -> None:
-    if state is None:
-        state = (await client.read_entity_state(df.EntityId("room", room_id))).entity_state or {}
-    for lang in hear_languages(state):
-        await deps.broadcaster().to_group(group_name(room_id, lang), msg)
+        await deps.interpreter().chat(spk, message_id, text, presence.hear_languages(state) | {member.hear})
+    except Exception:
+        log.exception("chat %s failed", message_id)

@@ -1,10 +1,16 @@
-"""ACS Rooms + Identity adapter for the RoomService port.
+"""ACS Rooms + Identity adapter for the RoomService port: ACS Rooms is the membership authority.
 
-A babelroom room is also an ACS room so that an ACS call (voice/video next to the interpreted
-audio) can be joined with the same lifetime and roles. The adapter only talks to ACS through the
-official async SDKs (``azure.communication.rooms.aio`` / ``azure.communication.identity.aio``);
-``tests/adapters/test_acs.py`` runs them against a local server that checks the HMAC signature
-and the request shapes, because no Azure endpoint is reachable from CI.
+A babelroom room is also an ACS room (same lifetime) and every member is an ACS participant with
+the role the invite gave: a speaker is a Presenter, a listener a Consumer (an Attendee could speak
+in the room's call). Each join creates one ACS identity and adds it; no ACS access token is issued,
+because nothing in the page joins an ACS call (the interpreted audio travels over Web PubSub) and a
+token nobody uses is only a credential to leak. When a page grows an ACS call, the token belongs
+in its own endpoint, issued for the member's stored ACS identity.
+
+The adapter only talks to ACS through the official async SDKs (``azure.communication.rooms.aio`` /
+``azure.communication.identity.aio``); ``tests/adapters/test_acs.py`` runs them against a local
+server that checks the HMAC signature and the request shapes, because no Azure endpoint is
+reachable from CI. Failures propagate: the RoomService turns them into a 503 with Retry-After.
 
 Authentication, in order of precedence:
 
@@ -18,13 +24,10 @@ Authentication, in order of precedence:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from azure.communication.identity import CommunicationTokenScope
 from azure.communication.identity.aio import CommunicationIdentityClient
 from azure.communication.rooms import CommunicationUserIdentifier, ParticipantRole, RoomParticipant
 from azure.communication.rooms.aio import RoomsClient
@@ -35,18 +38,11 @@ SETTINGS: tuple[str, ...] = ("ACS_CONNECTION_STRING", "ACS_ENDPOINT", "AZURE_CLI
 """Every setting this module reads (the config contract test checks them against the Bicep)."""
 
 ROLE_MAP: dict[str, ParticipantRole] = {
-    # A speaker may talk in the ACS call and share screen; a listener may join and hear it.
+    # A speaker may talk in the room's call and share screen; a listener may only receive:
+    # Consumer, not Attendee (an Attendee can unmute and speak).
     "speaker": ParticipantRole.PRESENTER,
-    "listener": ParticipantRole.ATTENDEE,
+    "listener": ParticipantRole.CONSUMER,
 }
-
-# Only calling: babelroom's chat and captions travel over Web PubSub, so "chat" would be an
-# unused privilege. "voip.join" is not enough: the first participant of a room starts its call.
-TOKEN_SCOPES: tuple[CommunicationTokenScope, ...] = (CommunicationTokenScope.VOIP,)
-
-# ACS accepts custom token lifetimes between 1 h and 24 h (expiresInMinutes 60..1440).
-MIN_TOKEN_LIFETIME = timedelta(hours=1)
-MAX_TOKEN_LIFETIME = timedelta(hours=24)
 
 
 class RoomLike(Protocol):
@@ -67,15 +63,6 @@ class MemberLike(Protocol):
     def role(self) -> str: ...
 
 
-@dataclass(frozen=True)
-class AcsIdentity:
-    """An ACS user added to a room: what the browser needs to join the room's call."""
-
-    user_id: str
-    token: str
-    expires_on: datetime
-
-
 def _aware(value: datetime, name: str) -> datetime:
     """ACS stores instants; a naive datetime would silently be read as local time."""
     if value.tzinfo is None or value.utcoffset() is None:
@@ -83,34 +70,8 @@ def _aware(value: datetime, name: str) -> datetime:
     return value.astimezone(UTC)
 
 
-def _parse_time(value: Any) -> datetime:
-    """The SDKs hand ACS timestamps back as ISO-8601 strings (sometimes 7 fractional digits)."""
-    if isinstance(value, datetime):
-        return _aware(value, "timestamp")
-    text = str(value)
-    if text.endswith("Z"):
-        text = text[:-1] + "+00:00"
-    head, sep, rest = text.partition(".")
-    if sep:  # trim .NET's 100 ns precision to microseconds for fromisoformat
-        digits = len(rest) - len(rest.lstrip("0123456789"))
-        rest = rest[:digits][:6] + rest[digits:]
-        text = f"{head}.{rest}"
-    parsed = datetime.fromisoformat(text)
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
-
-
-def token_lifetime(valid_until: datetime, now: datetime) -> timedelta:
-    """Token lifetime up to the room's end, clamped to what ACS accepts (1..24 h, whole minutes)."""
-    remaining = _aware(valid_until, "valid_until") - _aware(now, "now")
-    minutes = math.ceil(remaining.total_seconds() / 60)
-    lifetime = timedelta(minutes=minutes)
-    return max(MIN_TOKEN_LIFETIME, min(MAX_TOKEN_LIFETIME, lifetime))
-
-
 class AcsRoomService:
-    """RoomService backed by ACS Rooms (room lifetime, roles) and ACS Identity (user tokens)."""
+    """IdentityProvider backed by ACS Rooms (room lifetime, participants, roles) and ACS Identity."""
 
     def __init__(
         self,
@@ -160,46 +121,39 @@ class AcsRoomService:
         room = await self._rooms.create_room(valid_from=start, valid_until=end)
         return str(room.id)
 
-    async def add_participant(
-        self,
-        acs_room_id: str,
-        role: str,
-        *,
-        valid_until: datetime | None = None,
-        now: datetime | None = None,
-    ) -> AcsIdentity:
-        """Create an ACS user with a calling token lasting until the room ends, then admit it.
+    async def add_participant(self, acs_room_id: str, role: str) -> str:
+        """Create an ACS identity and admit it to the room with the role's ACS role; its raw id.
 
-        ``valid_until`` is the room's end when the caller knows it; otherwise it is read from ACS
-        (one GET). The token is issued first and the user added second, so a failure leaves at
-        worst an orphan identity that can never join, never a room member without a token.
+        The identity is created first and added second, so a failure leaves at worst an orphan
+        identity that belongs to no room, never a participant we do not know about.
         """
         try:
             participant_role = ROLE_MAP[role]
         except KeyError:
             raise ValueError(f"role must be one of {sorted(ROLE_MAP)}, not {role!r}") from None
-        if valid_until is None:
-            room = await self._rooms.get_room(room_id=acs_room_id)
-            valid_until = _parse_time(room.valid_until)
-        lifetime = token_lifetime(valid_until, now or datetime.now(UTC))
-        user, token = await self._identity.create_user_and_token(list(TOKEN_SCOPES), token_expires_in=lifetime)
+        user = await self._identity.create_user()
         await self._rooms.add_or_update_participants(
             room_id=acs_room_id,
-            participants=[
-                RoomParticipant(
-                    communication_identifier=CommunicationUserIdentifier(user.raw_id),
-                    role=participant_role,
-                )
-            ],
+            participants=[RoomParticipant(communication_identifier=user, role=participant_role)],
         )
-        return AcsIdentity(user_id=user.raw_id, token=token.token, expires_on=_parse_time(token.expires_on))
+        return str(user.raw_id)
+
+    async def remove_participant(self, acs_room_id: str, acs_user_id: str) -> None:
+        """Take a removed member out of the ACS room (the room's record of who may be in it)."""
+        await self._rooms.remove_participants(
+            room_id=acs_room_id, participants=[CommunicationUserIdentifier(acs_user_id)]
+        )
 
     async def add_member(self, room: RoomLike, member: MemberLike) -> dict[str, Any] | None:
-        """The IdentityProvider port: the join response's ``acs`` object, None for a room without ACS."""
+        """The IdentityProvider port: ``{"userId": <ACS raw id>}``, None for a room without ACS."""
         if not room.acs_room_id:
             return None
-        identity = await self.add_participant(room.acs_room_id, member.role, valid_until=room.valid_until)
-        return {"userId": identity.user_id, "token": identity.token, "expiresOn": identity.expires_on.isoformat()}
+        return {"userId": await self.add_participant(room.acs_room_id, member.role)}
+
+    async def remove_member(self, room: RoomLike, member: MemberLike) -> None:
+        acs_user_id = getattr(member, "acs_user_id", None)
+        if room.acs_room_id and acs_user_id:
+            await self.remove_participant(room.acs_room_id, acs_user_id)
 
     async def aclose(self) -> None:
         """Close both SDK clients (their aiohttp sessions) and an owned credential."""

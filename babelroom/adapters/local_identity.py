@@ -1,37 +1,27 @@
-"""The local IdentityProvider: stands in for ACS Rooms + Identity by signing tokens itself.
+"""The local IdentityProvider: stands in for ACS Rooms where there is no ACS (the twin, `func start`).
 
-Tokens are HS256 JWTs that expire with the room, so a client built against ACS tokens sees the
-same shape (`userId`, `token`, `expiresOn`) and the same lifetime rules.
+Membership lives in babelroom's own room store either way; ACS only mirrors it. Locally there is
+nothing to mirror, so a member gets a local id in the ACS id's place and no token: the ACS adapter
+issues none either, because the page uses none (docs: issue 10, item 7).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import jwt
-
 from ..rooms import Member, Room
 
 
 class LocalIdentity:
-    def __init__(self, key: str) -> None:
-        if not key:
-            raise ValueError("BABELROOM_TOKEN_KEY must be set when ROOM_SERVICE=local")
+    def __init__(self, key: str = "") -> None:
+        # BABELROOM_TOKEN_KEY signed the per-join token this class used to issue; nothing reads it now.
         self.key = key
 
     async def create_room(self, room: Room) -> str | None:
         return None
 
     async def add_member(self, room: Room, member: Member) -> dict[str, Any] | None:
-        claims = {
-            "sub": f"local:{member.user_id}",
-            "room": room.room_id,
-            "role": "Presenter" if member.role == "speaker" else "Attendee",
-            "iat": int(room.created_at.timestamp()),
-            "exp": int(room.valid_until.timestamp()),
-        }
-        token = jwt.encode(claims, self.key, algorithm="HS256")
-        return {"userId": claims["sub"], "token": token, "expiresOn": room.valid_until.isoformat()}
+        return {"userId": f"local:{member.user_id}"}
 
-    def verify(self, token: str) -> dict[str, Any]:
-        return jwt.decode(token, self.key, algorithms=["HS256"])
+    async def remove_member(self, room: Room, member: Member) -> None:
+        return None

@@ -10,16 +10,32 @@ from typing import Any
 
 from azure.messaging.webpubsubservice.aio import WebPubSubServiceClient
 
+from ..config import Settings
+from .credentials import credential
 
-def service_client(env: Mapping[str, str]) -> WebPubSubServiceClient:
-    hub = env.get("WEBPUBSUB_HUB", "rooms")
-    conn = env.get("WebPubSubConnectionString")
+
+def service_client(settings: Settings | Mapping[str, str]) -> WebPubSubServiceClient:
+    """Key auth when the connection string has an AccessKey (twin, gateway); else Entra ID."""
+    s = settings if isinstance(settings, Settings) else Settings.from_env(settings)
+    conn = s.webpubsub_connection_string
     if conn and "AccessKey=" in conn:
-        return WebPubSubServiceClient.from_connection_string(conn, hub=hub)
-    from azure.identity.aio import ManagedIdentityCredential
+        return WebPubSubServiceClient.from_connection_string(conn, hub=s.hub)
+    if not s.webpubsub_endpoint:
+        raise ValueError("Web PubSub needs WebPubSubConnectionString (with AccessKey) or WEBPUBSUB_ENDPOINT")
+    return WebPubSubServiceClient(endpoint=s.webpubsub_endpoint, hub=s.hub, credential=credential(s, aio=True))
 
-    cred = ManagedIdentityCredential(client_id=env.get("AZURE_CLIENT_ID") or None)
-    return WebPubSubServiceClient(endpoint=env["WEBPUBSUB_ENDPOINT"], hub=hub, credential=cred)
+
+def sync_service_client(settings: Settings | Mapping[str, str]) -> Any:
+    """The blocking client, for entity functions (sync by the Durable SDK's contract)."""
+    from azure.messaging.webpubsubservice import WebPubSubServiceClient as SyncClient
+
+    s = settings if isinstance(settings, Settings) else Settings.from_env(settings)
+    conn = s.webpubsub_connection_string
+    if conn and "AccessKey=" in conn:
+        return SyncClient.from_connection_string(conn, hub=s.hub)
+    if not s.webpubsub_endpoint:
+        raise ValueError("Web PubSub needs WebPubSubConnectionString (with AccessKey) or WEBPUBSUB_ENDPOINT")
+    return SyncClient(endpoint=s.webpubsub_endpoint, hub=s.hub, credential=credential(s))
 
 
 class WebPubSubBroadcaster:
@@ -34,16 +50,18 @@ class WebPubSubBroadcaster:
     async def to_connection(self, connection_id: str, message: dict[str, Any]) -> None:
         await self.client.send_to_connection(connection_id, message, content_type="application/json")
 
-    async def add_to_group(self, group: str, connection_id: str) -> None:
-        await self.client.add_connection_to_group(group, connection_id)
-
-    async def remove_from_group(self, group: str, connection_id: str) -> None:
-        await self.client.remove_connection_from_group(group, connection_id)
-
     async def client_url(self, user_id: str, minutes: int) -> str:
         """No roles: clients cannot join or publish to groups themselves (docs/protocol.md §1)."""
         token = await self.client.get_client_access_token(user_id=user_id, minutes_to_expire=minutes)
         return token["url"]
+
+    async def close_user(self, user_id: str, reason: str) -> None:
+        """Connections port: a removed member's sockets close (REST users/{id}/:closeConnections)."""
+        await self.client.close_user_connections(user_id, reason=reason)
+
+    async def close_group(self, group: str, reason: str) -> None:
+        """Connections port: a closed or ended room's sockets close (groups/{g}/:closeConnections)."""
+        await self.client.close_group_connections(group, reason=reason)
 
     async def ping(self) -> None:
         await self.client.group_exists("health")

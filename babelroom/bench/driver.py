@@ -119,6 +119,7 @@ class Participant:
         self.audio: list[Audio] = []
         self.speaking: list[tuple[float, str, str, bool]] = []  # (t, userId, turn, active)
         self.participants = 0
+        self.present: set[Any] = set()
         self.errors: list[dict[str, Any]] = []
         self.last_message_at = time.monotonic()
         self.client = WpsClient(ticket["url"], self._on_message)
@@ -143,8 +144,13 @@ class Participant:
                                     seconds, codec))
         elif kind == "speaking":
             self.speaking.append((t, d.get("userId", ""), str(d.get("turn")), bool(d.get("active"))))
-        elif kind in ("presence", "welcome"):
-            self.participants = len(d.get("participants") or [])
+        elif kind == "welcome":  # the full list once, then presence deltas
+            self.present = {p.get("userId") for p in d.get("participants") or []}
+            self.participants = len(self.present)
+        elif kind in ("presence.joined", "presence.left"):
+            who = (d.get("participant") or {}).get("userId") if kind == "presence.joined" else d.get("userId")
+            (self.present.add if kind == "presence.joined" else self.present.discard)(who)
+            self.participants = len(self.present)
         elif kind == "error":
             self.errors.append(d)
 
@@ -185,25 +191,37 @@ class Speaker(Participant):
 
 
 class Api:
-    """The HTTP API (docs/protocol.md §1) over one aiohttp session."""
+    """The HTTP API (docs/protocol.md §1) over one aiohttp session.
+
+    Each call comes from its own address in the benchmarking range (RFC 2544, X-Forwarded-For),
+    as the bench's people would be separate clients; the API's per-address limits then apply
+    per person, not to the whole bench.
+    """
 
     def __init__(self, base_url: str, session: aiohttp.ClientSession) -> None:
         self.base = base_url.rstrip("/")
         self.session = session
+        self.invites: dict[str, dict[str, str]] = {}
+        self._calls = 0
 
     async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        async with self.session.post(self.base + path, json=body) as r:
+        self._calls += 1
+        address = f"198.18.{self._calls // 250 % 250}.{self._calls % 250 + 1}"
+        async with self.session.post(self.base + path, json=body, headers={"X-Forwarded-For": address}) as r:
             out = await r.json(content_type=None)
             if r.status >= 300:
                 raise RuntimeError(f"POST {path} → {r.status}: {json.dumps(out)[:300]}")
             return out
 
     async def room(self, name: str) -> str:
-        return (await self._post("/api/rooms", {"name": name, "validForMinutes": 240}))["roomId"]
+        out = await self._post("/api/rooms", {"name": name, "validForMinutes": 240})
+        self.invites[out["roomId"]] = out["invites"]
+        return out["roomId"]
 
     async def join(self, room: str, name: str, language: str, role: str) -> dict[str, Any]:
+        """Joins with the room's invite for `role` (the role comes from the invite)."""
         return await self._post(f"/api/rooms/{room}/join",
-                                {"displayName": name, "language": language, "role": role})
+                                {"displayName": name, "language": language, "invite": self.invites[room][role]})
 
 
 LANGUAGES = ("es", "en", "pt")

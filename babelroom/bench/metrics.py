@@ -205,10 +205,30 @@ PRICES: dict[str, Any] = {
 }
 
 
+def model_sessions(*, segments_per_min: float, targets: int, segment_s: float) -> dict[str, Any]:
+    """Model work per segment and per speaker-minute, before and after one transcription per segment.
+
+    before: one realtime session per target language, each hearing the audio (realtime audio
+    input) and transcribing it. after: one transcription-only session hears the audio (input
+    transcription, no response, so no realtime audio tokens), then one text-in session per
+    target language turns the transcript into translated text and speech.
+    """
+    before = {"sessions": targets, "transcription_sessions": 0, "realtime_sessions": targets,
+              "audio_heard_s": round(targets * segment_s, 2), "transcriptions": targets,
+              "realtime_audio_in_s": round(targets * segment_s, 2)}
+    after = {"sessions": targets + 1, "transcription_sessions": 1, "realtime_sessions": targets,
+             "audio_heard_s": round(segment_s, 2), "transcriptions": 1, "realtime_audio_in_s": 0.0}
+    per_min = {k: {n: round(v * segments_per_min, 1) for n, v in d.items()} for k, d in
+               (("before", before), ("after", after))}
+    return {"per_segment": {"before": before, "after": after}, "per_speaker_minute": per_min,
+            "segment_s": round(segment_s, 2), "targets": targets}
+
+
 def cost_model(*, upstream_units_per_min: float, speaker_in_units_per_min: float, listener_units_per_min: float,
                events_per_min: float, segments_per_min: float, output_audio_s_per_min: float,
                text_chars_per_min: float, listeners: int = 3, targets: int = 2,
-               speakers_per_instance: float = 1.0, prices: dict[str, Any] = PRICES) -> dict[str, Any]:
+               speakers_per_instance: float = 1.0, transcribe_once: bool = True,
+               prices: dict[str, Any] = PRICES) -> dict[str, Any]:
     """$ per speaker-minute for one speaker, `listeners` listeners, `targets` target languages.
 
     Web PubSub is priced at the higher of the overage rate and the rate a Standard unit-day buys
@@ -216,6 +236,9 @@ def cost_model(*, upstream_units_per_min: float, speaker_in_units_per_min: float
     Flex: while a speaker talks the instance is always executing (10 events/s), so a minute of
     speech keeps `1/speakers_per_instance` instances busy for 60 s. Storage: per frame one entity
     signal (queue put/get/delete) and per segment ~6 blob writes, 3 reads, 3 queue operations.
+    Models: `transcribe_once` (the translator today) bills one input transcription and, per
+    language, a text-in session (instructions + the transcript as text input); False prices the
+    earlier design, one audio-in session per language that also transcribes (the `before` figures).
     """
     p = prices
     wps_price = max(p["webpubsub_overage_per_million"],
@@ -225,27 +248,44 @@ def cost_model(*, upstream_units_per_min: float, speaker_in_units_per_min: float
     gb_s = 60.0 * p["flex_instance_gb"] / speakers_per_instance
     executions = events_per_min * 2 + segments_per_min  # event handler + entity batch (upper bound) + translator
     flex = gb_s * p["flex_gb_second"] + executions * p["flex_per_million_executions"] / 1e6
-    sessions = segments_per_min * targets
-    audio_in = 60 * p["realtime_audio_in_tokens_per_second"] * targets
+    sessions = segments_per_min * targets  # realtime (GPT) sessions, one per segment and language
     audio_out = output_audio_s_per_min * p["realtime_audio_out_tokens_per_second"] * targets
-    text_in = sessions * p["instruction_tokens_per_session"]
     text_out = text_chars_per_min / 4 * targets
+    if transcribe_once:
+        audio_in = 0.0  # only the transcription session hears the audio, and it creates no response
+        text_in = sessions * p["instruction_tokens_per_session"] + text_chars_per_min / 4 * targets
+        transcription = p["input_transcription_per_minute"]
+    else:
+        audio_in = 60 * p["realtime_audio_in_tokens_per_second"] * targets
+        text_in = sessions * p["instruction_tokens_per_session"]
+        transcription = p["input_transcription_per_minute"] * targets  # each per-language session transcribes
     openai = (audio_in * p["realtime_audio_in_per_million"] + audio_out * p["realtime_audio_out_per_million"]
               + text_in * p["realtime_text_in_per_million"] + text_out * p["realtime_text_out_per_million"]) / 1e6
-    transcription = p["input_transcription_per_minute"] * targets  # each per-language session transcribes
     frames = events_per_min
     storage = (frames * 3 * p["queue_op_per_10k"] + segments_per_min * (6 * p["blob_write_per_10k"]
                + 3 * p["blob_read_per_10k"] + 3 * p["queue_op_per_10k"])) / 1e4
     total = wps + flex + openai + transcription + storage
-    return {"usd_per_speaker_minute": round(total, 5),
-            "breakdown_usd": {"webpubsub": round(wps, 5), "functions_flex": round(flex, 5),
-                              "realtime_tokens": round(openai, 5), "input_transcription": round(transcription, 5),
-                              "storage_ops": round(storage, 6)},
-            "quantities_per_speaker_minute": {
-                "webpubsub_billed_units": round(units), "flex_gb_s": round(gb_s, 1),
-                "flex_executions": round(executions), "realtime_sessions": round(sessions, 1),
-                "audio_in_tokens": round(audio_in), "audio_out_tokens": round(audio_out),
-                "text_in_tokens": round(text_in), "text_out_tokens": round(text_out)},
-            "assumptions": {"listeners": listeners, "target_languages": targets,
-                            "speakers_per_instance": speakers_per_instance,
-                            "webpubsub_usd_per_million_units": round(wps_price * 1e6, 3)}}
+    out = {"usd_per_speaker_minute": round(total, 5),
+           "breakdown_usd": {"webpubsub": round(wps, 5), "functions_flex": round(flex, 5),
+                             "realtime_tokens": round(openai, 5), "input_transcription": round(transcription, 5),
+                             "storage_ops": round(storage, 6)},
+           "quantities_per_speaker_minute": {
+               "webpubsub_billed_units": round(units), "flex_gb_s": round(gb_s, 1),
+               "flex_executions": round(executions), "realtime_sessions": round(sessions, 1),
+               "transcription_sessions": round(segments_per_min if transcribe_once else 0.0, 1),
+               "audio_in_tokens": round(audio_in), "audio_out_tokens": round(audio_out),
+               "text_in_tokens": round(text_in), "text_out_tokens": round(text_out)},
+           "assumptions": {"listeners": listeners, "target_languages": targets,
+                           "speakers_per_instance": speakers_per_instance, "transcribe_once": transcribe_once,
+                           "webpubsub_usd_per_million_units": round(wps_price * 1e6, 3)}}
+    if transcribe_once and segments_per_min > 0:
+        before = cost_model(upstream_units_per_min=upstream_units_per_min,
+                            speaker_in_units_per_min=speaker_in_units_per_min,
+                            listener_units_per_min=listener_units_per_min, events_per_min=events_per_min,
+                            segments_per_min=segments_per_min, output_audio_s_per_min=output_audio_s_per_min,
+                            text_chars_per_min=text_chars_per_min, listeners=listeners, targets=targets,
+                            speakers_per_instance=speakers_per_instance, transcribe_once=False, prices=prices)
+        out["before_transcribe_once_usd_per_speaker_minute"] = before["usd_per_speaker_minute"]
+        out["models"] = model_sessions(segments_per_min=segments_per_min, targets=targets,
+                                       segment_s=60.0 / segments_per_min)
+    return out

@@ -117,7 +117,10 @@ def markdown(out: dict[str, Any]) -> str:
             ("first_audio_p50_first_half_s", "audio p50 1st half"),
             ("first_audio_p50_second_half_s", "audio p50 2nd half"),
             ("wps_units_per_listener_minute", "WPS units / listener-min"),
-            ("usd_per_speaker_minute", "$ / speaker-min"), ("rss_mb_max", "stack RSS MB"),
+            ("usd_per_speaker_minute", "$ / speaker-min"),
+            ("usd_per_speaker_minute_before_transcribe_once", "$ / speaker-min, one transcription per language"),
+            ("model_sessions_per_segment", "model sessions / segment"),
+            ("transcriptions_per_segment", "transcriptions / segment"), ("rss_mb_max", "stack RSS MB"),
             ("cpu_stack_mean_pct", "stack CPU % (200 = 2 cores)"),
             ("cpu_other_processes_mean_pct", "other processes' CPU %")]
     lines = ["| " + " | ".join(h for _, h in cols) + " |", "|" + "---|" * len(cols)]

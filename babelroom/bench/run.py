@@ -33,7 +33,7 @@ from babelroom.twin import stack as twin
 
 from . import clips as clipmod
 from .driver import LANGUAGES, Api, RoomParty, Turn, make_room, turn_done, wait_done
-from .metrics import PRICES, TurnResult, cost_model, latency_block, pct, stage_split, summary, turn_result
+from .metrics import PRICES, TurnResult, _r, cost_model, latency_block, pct, stage_split, summary, turn_result
 from .procs import Sampler, listening_pid, machine
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -153,6 +153,12 @@ async def speak_script(party: RoomParty, script: list[tuple[clipmod.Clip, bool]]
             return turns
 
 
+def mean_of(usage: dict[str, dict[str, Any]], key: str) -> float | None:
+    """Mean of one usage field over the segments that carry it (None without usage records)."""
+    xs = [float(u[key]) for u in usage.values() if isinstance(u.get(key), int | float)]
+    return sum(xs) / len(xs) if xs else None
+
+
 def read_usage(storage: str | None, turns: set[str], container: str = "transcripts") -> dict[str, dict[str, Any]]:
     """The translator's usage records (timings per stage) for these turns, keyed by segment id."""
     if not storage:
@@ -172,13 +178,12 @@ def read_usage(storage: str | None, turns: set[str], container: str = "transcrip
             usage = rec.get("usage", {})
             usage["end_wall"] = datetime.fromisoformat(rec["at"]).timestamp()
             # 1 s resolution, enough to place a backlog: segment committed (entity closed it), and
-            # claimed by the translator (marker blob written when the queue message was taken)
+            # claimed by the translator (its lease taken when the queue message was handled)
             with suppress(Exception):
                 usage["committed_wall"] = segs.get_blob_client(rec["segment"]["blob"]).get_blob_properties(
                     ).last_modified.timestamp()
-            with suppress(Exception):
-                marker = "done/" + rec["segment"]["id"].replace(":", "/")
-                usage["claimed_wall"] = cc.get_blob_client(marker).get_blob_properties().last_modified.timestamp()
+            if rec.get("claimed"):
+                usage["claimed_wall"] = datetime.fromisoformat(rec["claimed"]).timestamp()
             out[rec["segment"]["id"]] = usage
     except Exception as e:  # noqa: BLE001 - the stage split is optional
         print(f"bench: usage records unavailable: {e!r}", file=sys.stderr)
@@ -307,6 +312,10 @@ def summarize(speakers: int, parties: list[RoomParty], per_room: list[list[Turn]
         "wps_units_per_speaker_minute": round(traffic["speaker"]["upstream_units_per_min"]
                                               + traffic["speaker"]["received_units_per_min"], 1),
         "usd_per_speaker_minute": cost["usd_per_speaker_minute"],
+        "usd_per_speaker_minute_before_transcribe_once": cost.get("before_transcribe_once_usd_per_speaker_minute"),
+        # measured by the translator (usage records): sessions opened and transcriptions per segment
+        "model_sessions_per_segment": _r(mean_of(usage, "sessions")),
+        "transcriptions_per_segment": _r(mean_of(usage, "transcriptions")),
         "rss_mb_max": resources["rss_mb_max"],
         "cpu_stack_mean_pct": resources["cpu_stack_mean_pct"],
         "cpu_other_processes_mean_pct": resources.get("cpu_other_processes_mean_pct"),

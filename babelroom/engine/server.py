@@ -545,10 +545,31 @@ def _session_for(request: web.Request) -> type[BaseSession]:
     return TranslationSession if request.path.rstrip("/").endswith("/translations") else RealtimeSession
 
 
+def _url_refusal(request: web.Request) -> str | None:
+    """Why a realtime URL is refused, as Azure would: only the GA v1 shape is served for Azure.
+
+    Azure OpenAI GA: `/openai/v1/realtime?model=<deployment>`, no api-version. The preview shape
+    `/openai/realtime?api-version=...&deployment=...` is refused so a client that regresses to it
+    (e.g. AsyncAzureOpenAI with api_version) fails in the twin, not first on Azure.
+    """
+    if request.path.startswith("/openai/realtime"):
+        return ("preview realtime URL (/openai/realtime?api-version=...&deployment=...) is not served; "
+                "use the GA v1 endpoint /openai/v1/realtime?model=<deployment> without api-version")
+    if request.path.startswith("/openai/v1/"):
+        if "api-version" in request.query or "deployment" in request.query:
+            return "the GA v1 realtime endpoint takes ?model=<deployment>, not api-version or deployment"
+        if not request.query.get("model"):
+            return "?model=<deployment> is required on /openai/v1/realtime"
+    return None
+
+
 async def realtime_handler(request: web.Request) -> web.StreamResponse:
-    """WebSocket upgrade on the OpenAI (/v1/realtime?model=) and Azure (/openai/realtime?deployment=) paths."""
+    """WebSocket upgrade on the OpenAI (/v1/realtime?model=) and Azure GA (/openai/v1/realtime?model=) paths."""
     engine = request.app[ENGINE_KEY]
-    model = request.query.get("model") or request.query.get("deployment") or DEFAULT_MODEL
+    if refusal := _url_refusal(request):
+        return web.json_response({"error": {"type": "invalid_request_error", "code": "unsupported_url",
+                                             "message": refusal}}, status=400)
+    model = request.query.get("model") or DEFAULT_MODEL
     ws = web.WebSocketResponse(max_msg_size=0, heartbeat=30)
     if not ws.can_prepare(request).ok:
         return web.json_response(

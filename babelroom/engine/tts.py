@@ -134,11 +134,6 @@ class TTS:
     def languages(self) -> set[str]:
         return self.espeak.languages() | ({"en"} if self.piper else set())
 
-    def voice_for(self, language: str) -> str:
-        if language == "en" and self.piper is not None:
-            return "piper:en_US-joe-medium"
-        return f"espeak-ng:{ESPEAK_VOICES.get(language, language)}"
-
     def sentence(self, text: str, language: str) -> bytes:
         """One sentence as PCM16 mono at 24 kHz."""
         if language == "en" and self.piper is not None:

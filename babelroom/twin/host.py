@@ -16,6 +16,7 @@ import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import azure.functions as func
@@ -54,14 +55,26 @@ def _route_regex(template: str) -> re.Pattern[str]:
     return re.compile("^" + "".join(part(p) for p in re.split(r"(\{[^}]+\})", template.strip("/"))) + "$")
 
 
+_INDEXED: dict[int, tuple[Any, list[Any]]] = {}
+
+
+def indexed_functions(app: Any) -> list[Any]:
+    """`app.get_functions()` once per app object: the library refuses to index an app twice
+    ("does not have a unique function name"), and tests build more than one host per process."""
+    if id(app) not in _INDEXED:
+        _INDEXED[id(app)] = (app, app.get_functions())
+    return _INDEXED[id(app)][1]
+
+
 class FunctionHost:
     def __init__(self, app_module: str = "function_app", durable_base_url: str = "") -> None:
         module = importlib.import_module(app_module)
         self.app = module.app
+        self.root = Path(module.__file__ or ".").resolve().parent  # the app's folder: host.json lives here
         self.durable_base_url = durable_base_url
         self.functions: list[Registered] = []
         self.function_json: dict[str, dict[str, Any]] = {}
-        for f in self.app.get_functions():
+        for f in indexed_functions(self.app):
             meta = json.loads(f.get_function_json())  # what the Python worker reports to the host
             self.function_json[f.get_function_name()] = meta
             bindings = [{k: resolve(v) for k, v in b.items()} for b in meta["bindings"]]

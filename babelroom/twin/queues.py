@@ -40,7 +40,7 @@ def queue_options(host_json: Path = ROOT / "host.json") -> dict[str, Any]:
 class QueueListener:
     def __init__(self, host: FunctionHost) -> None:
         self.host = host
-        self.options = queue_options()
+        self.options = queue_options(host.root / "host.json")
         self.concurrency = self.options["batch"]
         self.tasks: list[asyncio.Task[None]] = []
         self.in_flight = 0

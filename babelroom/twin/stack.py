@@ -7,6 +7,7 @@ from the environment, then from twin defaults; children inherit them.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import logging
 import os
@@ -105,8 +106,10 @@ def twin_settings(port: int, engine_url: str, storage: str) -> dict[str, str]:
     }
     local = ROOT / "local.settings.json"
     if local.exists():
+        # not its WebPubSubConnectionString: that names the gateway beside `func start`; here the
+        # twin host itself is the Web PubSub service, on its own port
         values.update({k: v for k, v in json.loads(local.read_text()).get("Values", {}).items()
-                       if v and "<" not in v})
+                       if v and "<" not in v and k != "WebPubSubConnectionString"})
     values.update({k: os.environ[k] for k in values if k in os.environ})
     return values
 
@@ -115,7 +118,13 @@ def serve(port: int) -> None:
     """Run the twin host in this process (settings already in os.environ)."""
     from aiohttp import web
 
-    sys.path.insert(0, str(ROOT))
+    from .deploytree import activate, build, prune_stale
+
+    # the function app runs from the package azd would deploy: a module it misses fails here too
+    prune_stale(ROOT / ".run" / "deploy")
+    tree = ROOT / ".run" / "deploy" / f"host-{os.getpid()}"
+    atexit.register(shutil.rmtree, tree, True)
+    activate(build(tree / "wwwroot"))
     from .server import Twin
 
     twin = Twin(f"http://127.0.0.1:{port}")

@@ -171,3 +171,20 @@ def connection_signature(key: bytes, connection_id: str) -> str:
     """``ce-signature`` value: ``sha256=`` + hex HMAC of the connection id, as upstreams validate it."""
     digest = hmac.new(key, connection_id.encode("utf-8"), hashlib.sha256).hexdigest()
     return f"sha256={digest}"
+
+
+def event_signature(access_keys: Iterable[str], connection_id: str) -> str:
+    """``ce-signature`` for several keys (primary, secondary): one ``sha256=...`` per key, comma separated."""
+    return ",".join(connection_signature(k.encode("utf-8"), connection_id) for k in access_keys)
+
+
+def verify_event_signature(access_keys: Iterable[str], connection_id: str, header: str | None) -> bool:
+    """What an event handler checks: some ``sha256=`` value in ``ce-signature`` matches one of its keys."""
+    if not header:
+        return False
+    offered = [s.strip() for s in header.split(",")]
+    for key in access_keys:
+        expected = connection_signature(key.encode("utf-8"), connection_id)
+        if any(hmac.compare_digest(expected, s) for s in offered):
+            return True
+    return False

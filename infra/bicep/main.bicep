@@ -1,6 +1,6 @@
 // babelroom on Azure, provisioned by `azd up` (azure.yaml at the repository root).
 //
-//   browsers ── WebSocket ──> Web PubSub (hub "rooms") ── event handler ──> Function App (Flex Consumption)
+//   browsers ── WebSocket ──> Web PubSub (hub "rooms") ── event handler (azd postdeploy hook) ──> Function App
 //   Function App ──> Durable speaker entity (Storage) ──> queue "segments" ──> translator ──> Azure OpenAI realtime
 //   Function App ──> ACS Rooms + Identity (room lifetime, roles, calling tokens)
 //
@@ -41,12 +41,19 @@ param realtimeModelName string = 'gpt-realtime'
 @description('Version of realtimeModelName.')
 param realtimeModelVersion string = '2025-08-28'
 
+@description('Transcription model for what speakers say; deployed under its own name, which REALTIME_TRANSCRIPTION_MODEL carries.')
+param transcriptionModelName string = 'gpt-4o-mini-transcribe'
+
+@description('Version of transcriptionModelName.')
+param transcriptionModelVersion string = '2025-03-20'
+
+@description('GlobalStandard capacity of the transcription deployment in thousands of tokens per minute.')
+@minValue(1)
+param transcriptionCapacity int = 50
+
 @description('GlobalStandard capacity of the realtime deployment in thousands of tokens per minute; one speaker translated into one language uses ~5K TPM.')
 @minValue(1)
 param realtimeCapacity int = 50
-
-@description('Azure OpenAI data-plane API version the translator uses for realtime sessions.')
-param openAiApiVersion string = '2025-08-28'
 
 @description('Free_F1 ($0, 20 connections) for trials; Standard_S1 for real rooms.')
 @allowed([
@@ -75,6 +82,7 @@ var tags = {
 var functionAppName = '${abbrs.webSitesFunctions}${resourceToken}'
 var webPubSubHubName = 'rooms'
 var realtimeDeploymentName = realtimeModelName
+var transcriptionDeploymentName = transcriptionModelName
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: '${abbrs.resourcesResourceGroups}${environmentName}'
@@ -111,6 +119,7 @@ module storage 'modules/storage.bicep' = {
     location: location
     tags: tags
     deploymentContainerName: 'app-package-${take(functionAppName, 32)}'
+    roomsContainerName: 'rooms'
     segmentsContainerName: 'segments'
     transcriptsContainerName: 'transcripts'
     segmentQueueName: 'segments'
@@ -126,6 +135,7 @@ module webPubSub 'modules/webpubsub.bicep' = {
     tags: tags
     sku: webPubSubSku
     capacity: webPubSubCapacity
+    identityId: identity.outputs.id
   }
 }
 
@@ -150,6 +160,10 @@ module openAi 'modules/openai.bicep' = {
     modelName: realtimeModelName
     modelVersion: realtimeModelVersion
     capacity: realtimeCapacity
+    transcriptionDeploymentName: transcriptionDeploymentName
+    transcriptionModelName: transcriptionModelName
+    transcriptionModelVersion: transcriptionModelVersion
+    transcriptionCapacity: transcriptionCapacity
   }
 }
 
@@ -202,10 +216,10 @@ var codeSettings = {
   TRANSLATOR_PROVIDER: 'azure'
   AZURE_OPENAI_ENDPOINT: openAi.outputs.endpoint
   AZURE_OPENAI_DEPLOYMENT: openAi.outputs.deploymentName
-  AZURE_OPENAI_API_VERSION: openAiApiVersion
-  REALTIME_MODEL: realtimeModelName
-  REALTIME_TRANSCRIPTION_MODEL: 'whisper-1'
+  REALTIME_MODEL: openAi.outputs.deploymentName
+  REALTIME_TRANSCRIPTION_MODEL: openAi.outputs.transcriptionDeploymentName
   REALTIME_VOICE: 'alloy'
+  ROOMS_CONTAINER: storage.outputs.roomsContainerName
   SEGMENTS_CONTAINER: storage.outputs.segmentsContainerName
   TRANSCRIPTS_CONTAINER: storage.outputs.transcriptsContainerName
   SEGMENT_QUEUE: storage.outputs.segmentQueueName
@@ -234,17 +248,10 @@ module functionApp 'modules/function-app.bicep' = {
   ]
 }
 
-module webPubSubHub 'modules/webpubsub-hub.bicep' = {
-  name: 'webpubsub-hub'
-  scope: rg
-  params: {
-    webPubSubName: webPubSub.outputs.name
-    hubName: webPubSubHubName
-    functionAppName: functionApp.outputs.name
-    functionAppHostName: functionApp.outputs.defaultHostName
-    systemKeyName: functionApp.outputs.webPubSubSystemKeyName
-  }
-}
+// The hub "rooms" and its event handler are configured after deploy by infra/hooks/postdeploy.sh
+// (azure.yaml `postdeploy`): the handler URL needs the function app's webpubsub_extension system
+// key, which exists only once the deployed host has started. Not declared here on purpose, so a
+// later `azd provision` cannot reset the handler the hook set.
 
 // ---- outputs (azd stores them in .azure/<env>/.env) -------------------------------------------
 output AZURE_LOCATION string = location
@@ -258,10 +265,11 @@ output SERVICE_API_NAME string = functionApp.outputs.name
 output SERVICE_API_URI string = functionApp.outputs.uri
 output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output WEBPUBSUB_ENDPOINT string = webPubSub.outputs.endpoint
-output WEBPUBSUB_HUB string = webPubSubHub.outputs.name
+output WEBPUBSUB_HUB string = webPubSubHubName
+output WEBPUBSUB_NAME string = webPubSub.outputs.name
 output ACS_ENDPOINT string = communication.outputs.endpoint
 output AZURE_OPENAI_ENDPOINT string = openAi.outputs.endpoint
 output AZURE_OPENAI_DEPLOYMENT string = openAi.outputs.deploymentName
-output AZURE_OPENAI_API_VERSION string = openAiApiVersion
-output REALTIME_MODEL string = realtimeModelName
+output REALTIME_MODEL string = openAi.outputs.deploymentName
+output REALTIME_TRANSCRIPTION_MODEL string = openAi.outputs.transcriptionDeploymentName
 output APPLICATIONINSIGHTS_CONNECTION_STRING string = monitoring.outputs.applicationInsightsConnectionString

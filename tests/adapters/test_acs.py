@@ -37,7 +37,7 @@ from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, 
 from recording_env import RecordingEnv
 
 from babelroom.adapters import acs
-from babelroom.adapters.acs import AcsIdentity, AcsRoomService, from_settings, token_lifetime
+from babelroom.adapters.acs import AcsRoomService, from_settings
 
 ROOMS_API = "2025-03-13"
 IDENTITY_API = "2023-10-01"
@@ -182,8 +182,11 @@ class FakeAcs:
         return web.json_response({})
 
     def create_identity(self, request: web.Request, body: Any) -> web.Response:
-        if request.content_type != "application/json" or not isinstance(body, dict):
-            return self.error(400, "BadRequest", "JSON body required")
+        # The body is optional (the SDK's create_user sends none); when present it is a JSON object.
+        if body is None:
+            body = {}
+        elif request.content_type != "application/json" or not isinstance(body, dict):
+            return self.error(400, "BadRequest", "the body must be a JSON object")
         minutes = body.get("expiresInMinutes")
         if minutes is not None and not (60 <= minutes <= 1440):
             return self.error(400, "ValidationError", "expiresInMinutes must be within 60..1440")
@@ -335,62 +338,46 @@ async def test_create_room_sends_a_signed_create_with_the_validity_window(
     assert "participants" not in seen.body  # members are added per join, each with its own role
 
 
-async def test_speaker_gets_a_calling_token_until_the_room_ends_and_joins_as_presenter(
+async def test_speaker_gets_an_identity_without_a_token_and_joins_as_presenter(
     fake_acs: tuple[FakeAcs, str], service: AcsRoomService
 ) -> None:
     fake, _ = fake_acs
-    start, end = soon(150)
-    room_id = await service.create_room(start, end)
+    room_id = await service.create_room(*soon(150))
 
-    identity = await service.add_participant(room_id, "speaker", valid_until=end, now=start)
+    user_id = await service.add_participant(room_id, "speaker")
 
-    assert isinstance(identity, AcsIdentity)
-    assert identity.user_id.startswith("8:acs:")
-    assert identity.token.startswith("eyJ")
-    assert identity.expires_on.tzinfo is not None
-    assert abs(identity.expires_on - (datetime.now(UTC) + timedelta(minutes=150))) < timedelta(minutes=1)
+    assert user_id.startswith("8:acs:") and user_id in fake.identities
     create_user, patch = fake.requests[1:]
     assert (create_user.method, create_user.path, create_user.query) == (
         "POST",
         "/identities",
         {"api-version": IDENTITY_API},
     )
-    assert create_user.body == {"createTokenWithScopes": ["voip"], "expiresInMinutes": 150}
+    assert not (create_user.body or {}).get("createTokenWithScopes")  # no token nobody uses
     assert (patch.method, patch.path) == ("PATCH", f"/rooms/{room_id}/participants")
     assert patch.headers["Content-Type"].startswith("application/merge-patch+json")
-    assert patch.body == {"participants": {identity.user_id: {"role": "Presenter"}}}
-    assert fake.participants[room_id] == {identity.user_id: "Presenter"}
+    assert patch.body == {"participants": {user_id: {"role": "Presenter"}}}
+    assert fake.participants[room_id] == {user_id: "Presenter"}
 
 
-async def test_listener_joins_as_attendee_and_room_end_is_read_from_acs_when_not_given(
+async def test_listener_joins_as_consumer_who_cannot_speak_in_the_call(
     fake_acs: tuple[FakeAcs, str], service: AcsRoomService
 ) -> None:
     fake, _ = fake_acs
-    start, end = soon(300)
-    room_id = await service.create_room(start, end)
-
-    identity = await service.add_participant(room_id, "listener", now=start)
-
-    methods = [(r.method, r.path) for r in fake.requests[1:]]
-    assert methods == [
-        ("GET", f"/rooms/{room_id}"),
-        ("POST", "/identities"),
-        ("PATCH", f"/rooms/{room_id}/participants"),
-    ]
-    assert fake.requests[2].body["expiresInMinutes"] == 300
-    assert fake.participants[room_id] == {identity.user_id: "Attendee"}
+    room_id = await service.create_room(*soon(300))
+    user_id = await service.add_participant(room_id, "listener")
+    assert fake.participants[room_id] == {user_id: "Consumer"}  # an Attendee could unmute and speak
+    assert [r.method for r in fake.requests[1:]] == ["POST", "PATCH"]
 
 
-@pytest.mark.parametrize(("room_minutes", "token_minutes"), [(10, 60), (61, 61), (24 * 60, 1440), (3 * 24 * 60, 1440)])
-async def test_token_lifetime_is_clamped_to_what_acs_accepts(
-    fake_acs: tuple[FakeAcs, str], service: AcsRoomService, room_minutes: int, token_minutes: int
-) -> None:
+async def test_a_removed_member_leaves_the_acs_room(fake_acs: tuple[FakeAcs, str], service: AcsRoomService) -> None:
     fake, _ = fake_acs
-    start, end = soon(room_minutes)
-    room_id = await service.create_room(start, end)
-    await service.add_participant(room_id, "speaker", valid_until=end, now=start)
-    assert fake.requests[-2].body["expiresInMinutes"] == token_minutes
-    assert fake.refusals == []
+    room_id = await service.create_room(*soon(60))
+    keep = await service.add_participant(room_id, "speaker")
+    gone = await service.add_participant(room_id, "listener")
+    await service.remove_participant(room_id, gone)
+    assert fake.participants[room_id] == {keep: "Presenter"}
+    assert fake.requests[-1].body == {"participants": {gone: None}}
 
 
 async def test_a_wrong_key_is_refused_with_401_and_the_adapter_raises(
@@ -404,7 +391,7 @@ async def test_a_wrong_key_is_refused_with_401_and_the_adapter_raises(
             await bad.create_room(*soon(60))
         assert info.value.status_code == 401
         with pytest.raises(HttpResponseError):
-            await bad.add_participant("99000000000000", "speaker", valid_until=soon(60)[1])
+            await bad.add_participant("99000000000000", "speaker")
     assert fake.requests == [] and fake.rooms == {} and fake.identities == {}
     assert fake.refusals == ["signature mismatch", "signature mismatch"]
 
@@ -415,11 +402,10 @@ async def test_the_key_credential_constructor_signs_plain_http_endpoints_too() -
     runner, endpoint = await _serve(fake, None)
     try:
         async with AcsRoomService.from_credential(endpoint, AzureKeyCredential(KEY)) as svc:
-            start, end = soon(90)
-            room_id = await svc.create_room(start, end)
-            identity = await svc.add_participant(room_id, "speaker", valid_until=end, now=start)
+            room_id = await svc.create_room(*soon(90))
+            user_id = await svc.add_participant(room_id, "speaker")
         assert fake.refusals == []
-        assert fake.participants[room_id] == {identity.user_id: "Presenter"}
+        assert fake.participants[room_id] == {user_id: "Presenter"}
         assert {r.headers["Host"] for r in fake.requests} == {endpoint.removeprefix("http://")}
     finally:
         await runner.cleanup()
@@ -436,18 +422,12 @@ async def test_bad_arguments_fail_before_any_request(fake_acs: tuple[FakeAcs, st
     fake, _ = fake_acs
     start, end = soon(60)
     with pytest.raises(ValueError, match="role"):
-        await service.add_participant("1", "moderator", valid_until=end)
+        await service.add_participant("1", "moderator")
     with pytest.raises(ValueError, match="timezone-aware"):
         await service.create_room(start.replace(tzinfo=None), end)
     with pytest.raises(ValueError, match="after"):
         await service.create_room(end, start)
     assert fake.requests == [] and fake.refusals == []
-
-
-def test_token_lifetime_rounds_up_to_whole_minutes() -> None:
-    now = datetime(2026, 11, 25, 18, 0, tzinfo=UTC)
-    assert token_lifetime(now + timedelta(minutes=90, seconds=1), now) == timedelta(minutes=91)
-    assert token_lifetime(now - timedelta(hours=1), now) == timedelta(hours=1)
 
 
 # --- settings --------------------------------------------------------------------------------
@@ -498,7 +478,7 @@ async def test_from_settings_prefers_the_connection_string(fake_acs: tuple[FakeA
 
 
 class MemoryStore:
-    """Just enough RoomStore for one create + join."""
+    """Just enough RoomStore for create, join and remove."""
 
     def __init__(self) -> None:
         self.rooms: dict[str, Any] = {}
@@ -516,31 +496,67 @@ class MemoryStore:
     async def get_member(self, room_id: str, member_id: str) -> Any:
         return self.members.get((room_id, member_id))
 
+    async def roster(self, room_id: str) -> dict[str, str]:
+        return {k: m.hear for (r, k), m in self.members.items() if r == room_id}
+
+    async def delete_member(self, room_id: str, member_id: str) -> None:
+        self.members.pop((room_id, member_id), None)
+
+    async def schedule_end(self, room: Any) -> None:
+        pass
+
 
 class UrlTokens:
     async def client_url(self, user_id: str, minutes: int) -> str:
         return f"wss://wps.example/client/hubs/rooms?access_token={user_id}.{minutes}"
 
 
-async def test_room_service_creates_acs_rooms_and_returns_acs_identities_on_join(
+async def test_room_service_mirrors_rooms_and_members_into_acs(
     fake_acs: tuple[FakeAcs, str], service: AcsRoomService
 ) -> None:
     """The adapter plugged into babelroom's RoomService as its IdentityProvider, as functions/deps.py does."""
     from babelroom.rooms import CreateRoom, JoinRoom, RoomService
 
     fake, _ = fake_acs
-    rooms = RoomService(MemoryStore(), UrlTokens(), service)
-    room = await rooms.create(CreateRoom.parse({"name": "standup", "validForMinutes": 90}))
+    store = MemoryStore()
+    rooms = RoomService(store, UrlTokens(), service)
+    created = await rooms.create(CreateRoom.parse({"name": "standup", "validForMinutes": 90}))
+    room = created.room
     assert room.acs_room_id in fake.rooms
-    created = fake.requests[0].body
-    assert datetime.fromisoformat(created["validUntil"]) == room.valid_until
+    assert datetime.fromisoformat(fake.requests[0].body["validUntil"]) == room.valid_until
 
-    ticket = await rooms.join(room.room_id, JoinRoom.parse({"displayName": "Ana", "language": "es", "role": "speaker"}))
-    acs_view = ticket.public()["acs"]
-    assert set(acs_view) == {"userId", "token", "expiresOn"}
-    assert fake.participants[room.acs_room_id] == {acs_view["userId"]: "Presenter"}
-    assert 89 <= fake.requests[-2].body["expiresInMinutes"] <= 90
-    assert datetime.fromisoformat(acs_view["expiresOn"]) > room.valid_until - timedelta(minutes=2)
+    join = {"displayName": "Ana", "language": "es", "invite": created.listener_invite}
+    ticket = await rooms.join(room.room_id, JoinRoom.parse(join))
+    assert "acs" not in ticket.public() and ticket.member.role == "listener"
+    assert fake.participants[room.acs_room_id] == {ticket.member.acs_user_id: "Consumer"}
+    assert store.members[(room.room_id, ticket.member.member_id)].acs_user_id == ticket.member.acs_user_id
+
+    await rooms.remove_member(room.room_id, ticket.member.user_id, created.host_key)
+    assert fake.participants[room.acs_room_id] == {}
+
+
+async def test_acs_down_makes_join_a_clear_unavailable_error(tls: tuple[ssl.SSLContext, str], ca_file: str) -> None:
+    """ACS refusing or unreachable: the join is refused as Unavailable (HTTP 503 + Retry-After), and
+    nobody is half-joined."""
+    from babelroom.rooms import CreateRoom, JoinRoom, RoomService, Unavailable
+
+    fake = FakeAcs(KEY)
+    runner, endpoint = await _serve(fake, tls[0])
+    svc = AcsRoomService.from_connection_string(f"endpoint={endpoint}/;accesskey={KEY}", connection_verify=ca_file,
+                                                retry_total=0)
+    async with svc:
+        store = MemoryStore()
+        rooms = RoomService(store, UrlTokens(), svc)
+        created = await rooms.create(CreateRoom.parse({}))
+        fake.key = base64.b64encode(b"rotated-key-rotated-key-32-bytes").decode()  # now every call is refused
+        join = JoinRoom.parse({"displayName": "Ana", "language": "es", "invite": created.speaker_invite})
+        with pytest.raises(Unavailable) as info:
+            await rooms.join(created.room.room_id, join)
+        assert info.value.status == 503 and info.value.retry_after > 0
+        assert store.members == {}
+        await runner.cleanup()  # and gone altogether
+        with pytest.raises(Unavailable):
+            await rooms.create(CreateRoom.parse({}))
 
 
 class StaticCredential:
@@ -573,12 +589,11 @@ async def test_entra_id_path_sends_a_bearer_token_for_the_acs_scope(
     fake.bearer = "entra-token-for-the-app"
     credential = StaticCredential(fake.bearer)
     async with AcsRoomService.from_credential(endpoint, credential, connection_verify=ca_file) as svc:  # type: ignore[arg-type]
-        start, end = soon(60)
-        room_id = await svc.create_room(start, end)
-        identity = await svc.add_participant(room_id, "listener", valid_until=end, now=start)
+        room_id = await svc.create_room(*soon(60))
+        user_id = await svc.add_participant(room_id, "listener")
     assert credential.closed  # the adapter owns the credential it was given
     assert fake.refusals == []
-    assert fake.participants[room_id] == {identity.user_id: "Attendee"}
+    assert fake.participants[room_id] == {user_id: "Consumer"}
     assert {s for call in credential.scopes for s in call} == {"https://communication.azure.com//.default"}
     assert all(r.headers["Authorization"] == f"Bearer {fake.bearer}" for r in fake.requests)
     assert not any("x-ms-content-sha256" in {k.lower() for k in r.headers} for r in fake.requests)

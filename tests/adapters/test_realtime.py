@@ -1,6 +1,6 @@
 """RealtimeTranslator against the real local engine: the same openai SDK code path the Azure host
-uses, once with the local provider (AsyncOpenAI) and once with Azure-style settings
-(AsyncAzureOpenAI, api-version, deployment, api key)."""
+uses, once with the local provider and once with Azure settings (the GA v1 URL
+`/openai/v1/realtime?model=<deployment>`, which the engine serves; it refuses the preview shape)."""
 
 from __future__ import annotations
 
@@ -30,8 +30,7 @@ def azure(base: str) -> RealtimeTranslator:
     return RealtimeTranslator.from_settings({
         "TRANSLATOR_PROVIDER": "azure",
         "AZURE_OPENAI_ENDPOINT": base,
-        "AZURE_OPENAI_DEPLOYMENT": "gpt-4o-realtime",
-        "AZURE_OPENAI_API_VERSION": "2025-08-28",
+        "AZURE_OPENAI_DEPLOYMENT": "gpt-realtime",
         "AZURE_OPENAI_API_KEY": "test-key",
     })
 
@@ -86,14 +85,24 @@ async def test_silence_yields_nothing(base: str) -> None:
 
 
 @pytest.mark.slow
-async def test_second_language_does_not_rerun_whisper(engine: Engine, base: str) -> None:
+@pytest.mark.parametrize("provider", ["local", "azure"])
+async def test_one_transcription_then_text_in_sessions_per_language(engine: Engine, base: str,
+                                                                    provider: str) -> None:
+    """The audio goes to one session; each language's session gets only the transcript."""
     pcm = synth(engine, "Necesitamos más tiempo para terminar el informe.", "es", rate=16_000)
-    tr = local(base)
-    before = engine.asr_runs
-    await collect(tr, pcm, "es", "en")
-    await collect(tr, pcm, "es", "pt")
-    await collect(azure(base), pcm, "es", "fr")
-    assert engine.asr_runs == before + 1
+    tr = local(base) if provider == "local" else azure(base)
+    engine._cache.clear()  # a cached transcript would hide a second recognition
+    runs = engine.asr_runs
+    heard = [o for o in [o async for o in tr.transcribe(pcm, "es")] if o.final]
+    assert len(heard) == 1 and "tiempo" in heard[0].text.lower()
+    assert engine.asr_runs == runs + 1 and tr.sessions == 1
+    spoken = {t: [o async for o in tr.speak(heard[0].text, "es", t)] for t in ("en", "pt")}
+    assert engine.asr_runs == runs + 1, "a language session must not recognize the audio again"
+    assert tr.sessions == 3
+    for target, outs in spoken.items():
+        (final,) = [o for o in outs if isinstance(o, TranslatedText) and o.final]
+        assert final.translated and final.language == target and final.text
+        assert sum(len(o.pcm) for o in outs if isinstance(o, TranslatedAudio)) > 24_000
 
 
 @pytest.mark.slow
@@ -147,7 +156,7 @@ def test_azure_without_key_uses_entra_id_token_provider() -> None:
         "TRANSLATOR_PROVIDER": "azure", "AZURE_OPENAI_ENDPOINT": "https://x.openai.azure.com",
         "AZURE_OPENAI_DEPLOYMENT": "dep", "AZURE_CLIENT_ID": "00000000-0000-0000-0000-000000000001",
     })
-    assert tr.client._azure_ad_token_provider is not None
+    assert callable(tr.client._api_key_provider) and not tr.client.api_key  # a token provider, no key
 
 
 def test_bad_settings_are_refused() -> None:
@@ -190,3 +199,132 @@ async def test_endpoint_closing_early_is_an_error_not_silence() -> None:
         assert info.value.code == "connection_closed"
     finally:
         await runner.cleanup()
+
+
+# --- the Azure OpenAI GA URL and Entra ID token (issue 10 defect 4) ------------------------------
+
+
+class FakeCredential:
+    """An AsyncTokenCredential that hands out numbered tokens and records the scopes asked for."""
+
+    def __init__(self) -> None:
+        self.scopes: list[tuple[str, ...]] = []
+
+    async def get_token(self, *scopes: str, **_: Any) -> Any:
+        import time
+
+        from azure.core.credentials import AccessToken
+
+        self.scopes.append(scopes)
+        return AccessToken(f"entra-token-{len(self.scopes)}", int(time.time()) + 3600)
+
+    async def close(self) -> None:
+        pass
+
+    async def __aenter__(self) -> FakeCredential:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        pass
+
+
+@pytest.fixture
+async def recorder() -> Any:
+    """A WebSocket endpoint that records each upgrade request and answers `session.created`."""
+    from aiohttp import web
+
+    seen: list[web.Request] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        seen.append(request)
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.send_json({"type": "session.created", "event_id": "e1",
+                            "session": {"type": "realtime", "id": "s1", "object": "realtime.session",
+                                        "model": request.query.get("model")}})
+        await ws.receive()
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield f"http://127.0.0.1:{port}", seen
+    await runner.cleanup()
+
+
+async def test_azure_connects_to_the_ga_v1_url_with_an_entra_bearer_token(recorder: Any) -> None:
+    base, seen = recorder
+    cred = FakeCredential()
+    tr = RealtimeTranslator.from_settings({
+        "TRANSLATOR_PROVIDER": "azure", "AZURE_OPENAI_ENDPOINT": base + "/",
+        "AZURE_OPENAI_DEPLOYMENT": "gpt-realtime", "REALTIME_TRANSCRIPTION_MODEL": "gpt-4o-mini-transcribe",
+    }, credential=cred)
+    ok, detail = await tr.health()
+    assert ok, detail
+    (req,) = seen
+    assert req.path == "/openai/v1/realtime"
+    assert dict(req.query) == {"model": "gpt-realtime"}  # the deployment; no api-version
+    assert req.headers["Authorization"] == "Bearer entra-token-1"
+    assert "api-key" not in req.headers
+    assert cred.scopes == [("https://cognitiveservices.azure.com/.default",)]
+    assert tr.transcription_model == "gpt-4o-mini-transcribe"
+
+
+async def test_azure_https_endpoint_becomes_wss_under_openai_v1() -> None:
+    """What the SDK will dial for a real resource (read from the client, nothing is connected)."""
+    tr = RealtimeTranslator.from_settings({"TRANSLATOR_PROVIDER": "azure",
+                                           "AZURE_OPENAI_ENDPOINT": "https://res.openai.azure.com",
+                                           "AZURE_OPENAI_DEPLOYMENT": "dep"}, credential=FakeCredential())
+    assert str(tr.client.base_url) == "https://res.openai.azure.com/openai/v1/"
+    assert tr.model == "dep"
+
+
+async def test_azure_key_is_sent_as_a_bearer_on_the_same_url(recorder: Any) -> None:
+    base, seen = recorder
+    tr = RealtimeTranslator.from_settings({"TRANSLATOR_PROVIDER": "azure", "AZURE_OPENAI_ENDPOINT": base,
+                                           "AZURE_OPENAI_DEPLOYMENT": "dep", "AZURE_OPENAI_API_KEY": "k1"})
+    ok, detail = await tr.health()
+    assert ok, detail
+    assert seen[0].path == "/openai/v1/realtime" and dict(seen[0].query) == {"model": "dep"}
+    assert seen[0].headers["Authorization"] == "Bearer k1"
+
+
+async def test_the_engine_serves_the_ga_azure_url(base: str) -> None:
+    ok, detail = await azure(base).health()
+    assert ok, detail
+
+
+async def test_the_engine_refuses_the_preview_azure_url(base: str) -> None:
+    """A regression to AsyncAzureOpenAI(api_version=...) fails here, as it would on Azure GA."""
+    import aiohttp
+    from openai import AsyncAzureOpenAI
+
+    preview = AsyncAzureOpenAI(azure_endpoint=base, api_version="2025-08-28", azure_deployment="gpt-realtime",
+                               api_key="k", websocket_base_url=base.replace("http://", "ws://") + "/openai")
+    ok, detail = await RealtimeTranslator(preview, "gpt-realtime", provider="azure").health()
+    assert not ok and "400" in detail, detail
+    async with aiohttp.ClientSession() as http:
+        url = base + "/openai/realtime?api-version=2025-08-28&deployment=gpt-realtime"
+        async with http.get(url, headers={"api-key": "k"}) as r:
+            body = await r.json()
+        assert r.status == 400 and "/openai/v1/realtime?model=" in body["error"]["message"]
+        for query in ("?model=gpt-realtime&api-version=2025-08-28", "?deployment=gpt-realtime", ""):
+            async with http.get(base + "/openai/v1/realtime" + query) as r:
+                assert r.status == 400, query
+
+
+async def test_the_engine_accepts_the_deployed_transcription_model(base: str) -> None:
+    """Bicep deploys gpt-4o-mini-transcribe and the settings carry it (defect 5): the twin takes it."""
+    tr = azure(base)
+    assert tr.transcription_model == "gpt-4o-mini-transcribe"  # the default, = the Bicep deployment
+    async with tr.client.realtime.connect(model=tr.model) as conn:
+        assert (await conn.recv()).type == "session.created"
+        await conn.session.update(session={"type": "realtime", "audio": {"input": {
+            "transcription": {"model": tr.transcription_model, "language": "es"}}}})
+        ev = await conn.recv()
+        assert ev.type == "session.updated", ev
+        assert ev.session.audio.input.transcription.model == "gpt-4o-mini-transcribe"

@@ -224,9 +224,9 @@ async def test_translation_session_path(engine: Engine, endpoint: str) -> None:
 
 
 async def test_azure_path_and_health(endpoint: str) -> None:
-    ws_url = endpoint.replace("http", "ws") + "/openai/realtime?api-version=2025-08-28&deployment=gpt-realtime"
+    ws_url = endpoint.replace("http", "ws") + "/openai/v1/realtime?model=gpt-realtime"  # Azure GA v1 shape
     async with aiohttp.ClientSession() as http:
-        async with http.ws_connect(ws_url, headers={"api-key": "k"}) as ws:
+        async with http.ws_connect(ws_url, headers={"Authorization": "Bearer t"}) as ws:
             ev = await ws.receive_json(timeout=10)
             assert ev["type"] == "session.created" and ev["session"]["model"] == "gpt-realtime"
         async with http.get(endpoint + "/health") as r:

@@ -31,7 +31,13 @@ def test_http_routes(metadata: dict[str, dict]) -> None:
     routes = {(_trigger(m)["route"], tuple(_trigger(m)["methods"])) for m in metadata.values()
               if _trigger(m)["type"] == "httpTrigger"}
     assert routes == {("api/rooms", ("POST",)), ("api/rooms/{roomId}/join", ("POST",)),
-                      ("api/rooms/{roomId}", ("GET",)), ("api/health", ("GET",)), ("{*path}", ("GET",))}
+                      ("api/rooms/{roomId}", ("GET",)), ("api/rooms/{roomId}/members/{userId}", ("DELETE",)),
+                      ("api/rooms/{roomId}/close", ("POST",)), ("api/health", ("GET",)), ("{*path}", ("GET",))}
+
+
+def test_rooms_end_on_a_timer(metadata: dict[str, dict]) -> None:
+    t = _trigger(metadata["end_rooms"])
+    assert (t["type"], t["schedule"]) == ("timerTrigger", "0 * * * * *")
 
 
 def test_route_prefix_is_empty_so_the_web_client_and_api_share_one_origin() -> None:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from azure.messaging.webpubsubclient import WebPubSubClient, WebPubSubClientCredential
 from azure.messaging.webpubsubclient.models import CallbackType
+from waiting import wait_until
 
 
 class Listener:
@@ -34,14 +34,24 @@ class Listener:
         with self.lock:
             return [m for m in self.messages if isinstance(m, dict) and m.get("type") == kind]
 
+    def present(self) -> set[str]:
+        """Who this client believes is in the room: the welcome's list, then the presence deltas."""
+        ids: set[str] = set()
+        for m in self.of_any("welcome", "presence.joined", "presence.left"):
+            if m["type"] == "welcome":
+                ids = {p["userId"] for p in m["participants"]}
+            elif m["type"] == "presence.joined":
+                ids.add(m["participant"]["userId"])
+            else:
+                ids.discard(m["userId"])
+        return ids
+
+    def of_any(self, *kinds: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [m for m in self.messages if isinstance(m, dict) and m.get("type") in kinds]
+
     def wait(self, pred: Callable[[], Any], timeout: float = 30) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            got = pred()
-            if got:
-                return got
-            time.sleep(0.05)
-        raise AssertionError(f"timed out; received {json.dumps(self.messages)[:2000]}")
+        return wait_until(pred, timeout, lambda: f"a message; received {json.dumps(self.messages)[:2000]}")
 
     def close(self) -> None:
         self.client.close()

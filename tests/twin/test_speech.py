@@ -52,6 +52,13 @@ def finals(listener: Any, language: str) -> list[dict[str, Any]]:
     return [c for c in listener.of("caption") if c["final"] and c["language"] == language]
 
 
+def voiced_segments(listener: Any, language: str) -> int:
+    """Segments whose final caption and last audio chunk have both arrived."""
+    captioned = {c["segment"] for c in finals(listener, language)}
+    ended = {a["segment"] for a in listener.of("audio") if a.get("last") and a["language"] == language}
+    return len(captioned & ended)
+
+
 def test_spanish_speech_reaches_english_and_portuguese_listeners(stack: Any, people: Any, azurite: Any,
                                                                   tmp_path: Path) -> None:
     room = stack.room(name="speech")
@@ -59,15 +66,16 @@ def test_spanish_speech_reaches_english_and_portuguese_listeners(stack: Any, peo
     bob = people(room, "Bob", "en", "listener")
     pia = people(room, "Pia", "pt", "listener")
     other = people(stack.room(), "Zed", "en", "listener")
-    pia.wait(lambda: any(len(m["participants"]) == 3 for m in pia.of("presence")))
+    pia.wait(lambda: len(pia.present()) == 3)
     text = ("Hola a todos. Hoy vamos a hablar del proyecto nuevo. "
             "El equipo terminó la primera versión y mañana empezamos las pruebas con los clientes.")
     pcm = speech(tmp_path, text)
     assert len(pcm) / 32000 > 6  # long enough for at least two segments while the key is held
     stream_turn(ana.client, "turn-1", pcm)
 
-    bob.wait(lambda: any(c.get("last") for c in bob.of("audio")) and finals(bob, "en"), timeout=90)
-    pia.wait(lambda: any(c.get("last") for c in pia.of("audio")) and finals(pia, "pt"), timeout=90)
+    # `last` ends one segment's audio, not the turn: wait for two segments, each captioned and voiced
+    bob.wait(lambda: voiced_segments(bob, "en") >= 2, timeout=120)
+    pia.wait(lambda: voiced_segments(pia, "pt") >= 2, timeout=120)
     ana.wait(lambda: finals(ana, "es"), timeout=30)
     time.sleep(1.0)  # let stragglers arrive before counting
 

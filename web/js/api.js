@@ -24,16 +24,19 @@ export class ApiError extends Error {
     super(body?.error?.message || `HTTP ${status}`);
     this.status = status;
     this.code = body?.error?.code || (status ? "http_" + status : "network");
-    this.permanent = status === 400 || status === 404 || status === 410;
+    // Retrying cannot help: bad request, no or wrong invite/key, no such room, room full or ended.
+    this.permanent = [400, 401, 403, 404, 409, 410].includes(status);
   }
 }
 
-async function call(method, path, body) {
+async function call(method, path, body, key) {
   let res;
+  const headers = body ? { "Content-Type": "application/json" } : {};
+  if (key) headers.Authorization = `Bearer ${key}`;
   try {
     res = await fetch(apiBase() + path, {
       method,
-      headers: body ? { "Content-Type": "application/json" } : {},
+      headers,
       body: body ? JSON.stringify(body) : undefined,
     });
   } catch (e) {
@@ -45,10 +48,25 @@ async function call(method, path, body) {
   return data;
 }
 
+/** -> {roomId, name, validUntil, hostKey, invites: {speaker, listener}} (the secrets only once). */
 export const createRoom = (name) => call("POST", "/api/rooms", name ? { name } : {});
-export const joinRoom = (roomId, { displayName, language, hear, role }) =>
-  call("POST", `/api/rooms/${encodeURIComponent(roomId)}/join`, { displayName, language, hear, role });
-export const getRoom = (roomId) => call("GET", `/api/rooms/${encodeURIComponent(roomId)}`);
+/** Joins with an invite (the role comes from it) or, to come back as the same member, a memberKey. */
+export const joinRoom = (roomId, { displayName, language, hear, invite, memberKey }) =>
+  call("POST", `/api/rooms/${encodeURIComponent(roomId)}/join`, { displayName, language, hear, invite, memberKey });
+/** Host key or member key: only they may see who is inside. */
+export const getRoom = (roomId, key) => call("GET", `/api/rooms/${encodeURIComponent(roomId)}`, undefined, key);
+export const closeRoom = (roomId, hostKey) =>
+  call("POST", `/api/rooms/${encodeURIComponent(roomId)}/close`, undefined, hostKey);
+export const removeMember = (roomId, userId, hostKey) =>
+  call("DELETE", `/api/rooms/${encodeURIComponent(roomId)}/members/${encodeURIComponent(userId)}`, undefined, hostKey);
+
+/** The invite in a link's fragment (#invite=...): fragments never reach a server or its logs. */
+export function parseInvite(text) {
+  const t = (text || "").trim();
+  const i = t.indexOf("#");
+  if (i < 0) return "";
+  return new URLSearchParams(t.slice(i + 1)).get("invite") || "";
+}
 
 /** Accepts a bare id or any link carrying ?room=ID (or a path ending in the id). */
 export function parseRoomInput(text) {
@@ -65,10 +83,12 @@ export function parseRoomInput(text) {
   }
 }
 
-export function roomLink(roomId) {
+/** A link that opens the room with an invite: ?room=ID for people, #invite=SECRET for the page only. */
+export function roomLink(roomId, invite) {
   const u = new URL(location.href);
   u.search = "";
   u.hash = "";
   u.searchParams.set("room", roomId);
+  if (invite) u.hash = new URLSearchParams({ invite }).toString();
   return u.toString();
 }

@@ -1,11 +1,12 @@
 /**
- * The lobby form: who I am, what I speak and hear, my role, and which room.
+ * The lobby form: who I am, what I speak and hear, and which room (by its invite link).
  *
- * Why it remembers choices in localStorage: people come back to the same rooms with the same
- * languages; a link with ?room=ID drops them straight into the join step.
+ * Why it remembers choices in localStorage: people come back with the same name and languages;
+ * an invite link (?room=ID#invite=...) drops them straight into the join step. The role is not
+ * chosen here: it comes from the invite (speaker or listener link).
  */
 
-import { LANGUAGES, parseRoomInput } from "./api.js";
+import { LANGUAGES, parseInvite, parseRoomInput } from "./api.js";
 
 const PREFS_KEY = "babelroom.prefs";
 
@@ -32,7 +33,7 @@ export function savePrefs(p) {
 export class Lobby {
   /**
    * @param {HTMLFormElement} form
-   * @param {(choice: {roomId, roomName, displayName, language, hear, role}) => Promise<void>} onSubmit
+   * @param {(choice: {roomId, invite, roomName, displayName, language, hear}) => Promise<void>} onSubmit
    */
   constructor(form, onSubmit) {
     this.form = form;
@@ -47,7 +48,6 @@ export class Lobby {
     this.$("speak").value = prefs.language || guessLanguage();
     this.$("hear").value = prefs.hear || this.$("speak").value;
     this.hearTouched = !!prefs.hear && prefs.hear !== this.$("speak").value;
-    if (prefs.role) this.form.querySelector(`input[name=role][value=${prefs.role}]`)?.click();
 
     this.$("speak").addEventListener("change", () => {
       if (!this.hearTouched) this.$("hear").value = this.$("speak").value;
@@ -63,9 +63,10 @@ export class Lobby {
     this._syncButton();
   }
 
-  /** Pre-fills the room (from ?room=ID) so the user only confirms name and languages. */
-  setRoom(roomId) {
+  /** Pre-fills the room (from ?room=ID#invite=...) so the user only confirms name and languages. */
+  setRoom(roomId, invite = "") {
     this.$("room-input").value = roomId || "";
+    this.invite = roomId ? { roomId, invite } : null; // kept out of the field: it is a secret
     this._syncButton();
   }
 
@@ -98,15 +99,18 @@ export class Lobby {
       return;
     }
     this.$("name").removeAttribute("aria-invalid");
+    const typed = this.$("room-input").value;
+    const roomId = parseRoomInput(typed);
+    const invite = parseInvite(typed) || (this.invite?.roomId === roomId ? this.invite.invite : "");
     const choice = {
-      roomId: parseRoomInput(this.$("room-input").value),
+      roomId,
+      invite,
       roomName: this.$("room-name").value.trim(),
       displayName,
       language: this.$("speak").value,
       hear: this.$("hear").value,
-      role: this.form.querySelector("input[name=role]:checked")?.value || "speaker",
     };
-    savePrefs({ displayName, language: choice.language, hear: choice.hear, role: choice.role });
+    savePrefs({ displayName, language: choice.language, hear: choice.hear });
     this.showError("");
     this.setBusy(true);
     try {

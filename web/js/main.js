@@ -104,9 +104,10 @@ class App {
   /** Landing: a saved session for this room rejoins it (a reload keeps your place); else the lobby. */
   async start() {
     const roomParam = new URLSearchParams(location.search).get("room");
+    const inviteParam = api.parseInvite(location.href); // #invite=...: never sent to a server
     let saved = null;
     try { saved = JSON.parse(sessionStorage.getItem(SESSION_KEY)); } catch { /* none */ }
-    if (saved && (!roomParam || roomParam === saved.roomId)) {
+    if (saved && (!roomParam || roomParam === saved.roomId) && (!inviteParam || inviteParam === saved.invite)) {
       try {
         await this.enterRoom(saved);
         return;
@@ -115,32 +116,34 @@ class App {
         sessionStorage.removeItem(SESSION_KEY);
       }
     }
-    this.lobby.setRoom(roomParam || "");
+    this.lobby.setRoom(roomParam || "", inviteParam);
     this._show("lobby");
     this.lobby.focus();
   }
 
   async onLobbySubmit(choice) {
     this.player.ensureContext(); // inside the click: allowed to make sound
-    let { roomId, roomName } = choice;
+    let { roomId, roomName, invite } = choice;
+    let host = null;
     if (!roomId) {
+      // The creator is the host: the host key and both invites exist only in this answer.
       const r = await api.createRoom(roomName || undefined);
       roomId = r.roomId;
       roomName = r.name;
-    } else {
-      roomName = await this._roomName(roomId);
+      invite = r.invites.speaker;
+      host = { hostKey: r.hostKey, invites: r.invites };
     }
-    await this.enterRoom({ ...choice, roomId, roomName });
+    await this.enterRoom({ ...choice, roomId, roomName, invite, host });
   }
 
-  async _roomName(roomId) {
-    try {
-      return (await api.getRoom(roomId)).name;
-    } catch (e) {
-      if (e.status === 404) throw new Error(`There is no room "${roomId}". Check the link, or leave the field empty to create one.`);
-      if (e.status === 410) throw new Error(`Room "${roomId}" has ended.`);
-      throw e;
+  /** Readable reasons for a join the server refused. */
+  _joinError(roomId, e) {
+    if (e.status === 404) return new Error(`There is no room "${roomId}". Check the link, or leave the field empty to create one.`);
+    if (e.status === 410) return new Error(`Room "${roomId}" has ended.`);
+    if (e.status === 401 || e.status === 403) {
+      return new Error(`Room "${roomId}" needs a valid invite link: ask its host for one.`);
     }
+    return e;
   }
 
   /** Joins (HTTP) and connects (Web PubSub); the room view appears once the socket is live. */
@@ -149,11 +152,21 @@ class App {
     const session = {
       roomId: s.roomId, roomName: s.roomName || "", displayName: s.displayName,
       language: s.language, hear: s.hear || s.language, role: s.role || "speaker",
+      invite: s.invite || "", memberKey: s.memberKey || "", host: s.host || null,
     };
+    if (!session.invite && !session.memberKey) throw this._joinError(session.roomId, { status: 401 });
     this.session = session;
     const join = async () => {
-      const j = await api.joinRoom(session.roomId, session);
+      let j;
+      try {
+        j = await api.joinRoom(session.roomId, session);
+      } catch (e) {
+        throw e instanceof api.ApiError && e.permanent ? Object.assign(this._joinError(session.roomId, e), {
+          status: e.status, permanent: true }) : e;
+      }
       this.joinInfo = j;
+      // Later joins (a reconnect, a reload) come back as this member, in the role the invite gave.
+      Object.assign(session, { memberKey: j.memberKey, role: j.role, roomName: j.name || session.roomName });
       return j.url;
     };
     const client = new WebPubSubClient(join, {
@@ -183,7 +196,9 @@ class App {
     this.talk.addEventListener("change", (e) => this.view.setSelfSpeaking(e.detail.speaking));
     this.talk.addEventListener("error", (e) => this._talkError(e.detail.error, e.detail.event));
     this.view.enter({
-      roomId: session.roomId, roomName: session.roomName, link: api.roomLink(session.roomId),
+      roomId: session.roomId, roomName: session.roomName,
+      link: api.roomLink(session.roomId, session.host ? session.host.invites.listener : session.invite),
+      speakerLink: session.host ? api.roomLink(session.roomId, session.host.invites.speaker) : "",
       me: { userId: this.joinInfo?.userId, ...session },
     });
     this._restoreHistory(session.roomId);
@@ -192,6 +207,7 @@ class App {
     sessionStorage.setItem(SESSION_KEY, JSON.stringify(session));
     const u = new URL(location.href);
     u.searchParams.set("room", session.roomId);
+    u.hash = ""; // the invite stays in this tab's session, not in the address bar or history
     history.replaceState(null, "", u);
     this._show("room");
     this.player.ensureContext(); // suspended if the browser wants a gesture first: then the button shows
@@ -232,7 +248,9 @@ class App {
         const el = this.view.notice(`sending: ${text}`, "pending");
         this.pendingChats.push({ text, el });
         stats.sent.chat = (stats.sent.chat ?? 0) + 1;
-        this.client?.sendEvent("chat", { text }).then(() => {
+        // The id is the idempotency key: a resend after a recovery is not a second line.
+        const id = (crypto.randomUUID?.() ?? `${Date.now()}-${Math.random()}`).replace(/[^A-Za-z0-9_-]/g, "");
+        this.client?.sendEvent("chat", { id, text }).then(() => {
           stats.acked.chat = (stats.acked.chat ?? 0) + 1;
         }, (e) => {
           this._settlePending(text);
@@ -261,21 +279,22 @@ class App {
       }
       case "join": {
         const roomId = api.parseRoomInput(c.room);
+        const invite = api.parseInvite(c.room);
         if (!roomId) {
-          this.view.notice("Usage: /join ROOM (an id or an invite link)", "error");
+          this.view.notice("Usage: /join LINK (an invite link)", "error");
           return;
         }
         try {
-          const roomName = await this._roomName(roomId);
+          if (!invite) throw this._joinError(roomId, { status: 401 });
           await this.talk?.end();
-          await this.enterRoom({ ...this.session, roomId, roomName });
+          await this.enterRoom({ ...this.session, roomId, roomName: "", invite, memberKey: "", host: null });
         } catch (e) {
           this.view.notice(`Cannot join ${roomId}: ${e.message}`, "error");
         }
         break;
       }
       case "help":
-        this.view.notice("Commands: /username NAME renames you · /join ROOM moves you to another room · hold P to talk.");
+        this.view.notice("Commands: /username NAME renames you · /join LINK moves you to another room (an invite link) · hold P to talk.");
         break;
       default:
         this.view.notice(`Unknown command /${c.cmd}. Try /help.`, "error");
@@ -329,7 +348,7 @@ class App {
     this._disconnect();
     sessionStorage.removeItem(SESSION_KEY);
     sessionStorage.removeItem(HISTORY_KEY);
-    this.lobby.setRoom(this.session?.roomId || "");
+    this.lobby.setRoom(this.session?.roomId || "", this.session?.invite || "");
     this.session = null;
     document.title = "babelroom";
     this._show("lobby");

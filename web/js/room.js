@@ -43,6 +43,7 @@ export class RoomView extends EventTarget {
       announcer: $("announcer"), hearing: $("hearing"), chatForm: $("chat-form"), chatInput: $("chat-input"),
       talk: $("talk"), talkLabel: $("talk-label"), talkLang: $("talk-lang"), talkHint: $("talk-hint"),
       listenerHint: $("listener-hint"), micError: $("mic-error"),
+      shareSpeaker: $("share-speaker"), speakerLink: $("share-speaker-link"), shareLabel: $("share-label"),
     };
     this.participants = new Map();
     this.speaking = new Map(); // userId -> turn
@@ -61,7 +62,7 @@ export class RoomView extends EventTarget {
   }
 
   /** Resets the view for a room I just joined. */
-  enter({ roomId, roomName, link, me }) {
+  enter({ roomId, roomName, link, speakerLink = "", me }) {
     this.participants.clear();
     this.speaking.clear();
     this.lines.clear();
@@ -70,6 +71,10 @@ export class RoomView extends EventTarget {
     this.el.title.textContent = roomName ? roomName : `Room ${roomId}`;
     document.title = `${roomName || roomId} · babelroom`;
     this.el.share.value = link;
+    // The host sees both invites: listeners (the link above) and speakers (this one).
+    this.el.shareSpeaker.hidden = !speakerLink;
+    this.el.speakerLink.value = speakerLink;
+    this.el.shareLabel.textContent = speakerLink ? "Listener invite link" : "Invite link";
     this.setMe(me);
     this.setHearing(null);
     this.notice(`You joined as ${me.displayName}. ${me.role === "speaker" ? "Hold P to talk." : "You are listening."}`);
@@ -93,11 +98,19 @@ export class RoomView extends EventTarget {
     switch (d.type) {
       case "welcome":
         this.setMe({ userId: d.userId, displayName: d.displayName, language: d.language, hear: d.hear, role: d.role });
-        this.setParticipants(d.participants || [], false);
+        this.setParticipants(d.participants || []);
         break;
-      case "presence":
-        this.setParticipants(d.participants || [], true);
+      case "presence.joined":
+        this.upsertParticipant(d.participant);
         break;
+      case "presence.left":
+        this.removeParticipant(d.userId);
+        break;
+      case "presence.renamed": {
+        const p = this.participants.get(d.userId);
+        if (p) this.upsertParticipant({ ...p, displayName: d.displayName });
+        break;
+      }
       case "speaking":
         if (d.active) this.speaking.set(d.userId, d.turn);
         else if (this.speaking.get(d.userId) === d.turn || !d.turn) this.speaking.delete(d.userId);
@@ -117,20 +130,31 @@ export class RoomView extends EventTarget {
     }
   }
 
-  setParticipants(list, announce) {
-    const before = new Map(this.participants);
+  /** The full list: only the `welcome` snapshot carries it; presence deltas follow. */
+  setParticipants(list) {
     this.participants = new Map(list.map((p) => [p.userId, p]));
-    if (announce) {
-      for (const [id, p] of this.participants) {
-        const old = before.get(id);
-        if (!old) { if (id !== this.me?.userId) this.notice(`${p.displayName} joined (${langName(p.language)})`); }
-        else if (old.displayName !== p.displayName) this.notice(`${old.displayName} is now ${p.displayName}`);
-      }
-      for (const [id, p] of before) if (!this.participants.has(id)) this.notice(`${p.displayName} left`);
-    }
     for (const id of [...this.speaking.keys()]) if (!this.participants.has(id)) this.speaking.delete(id);
-    const mine = this.participants.get(this.me?.userId);
-    if (mine && mine.displayName !== this.me.displayName) this.setMe({ displayName: mine.displayName });
+    this.renderPeople();
+  }
+
+  /** `presence.joined` / `presence.renamed`: a delta is an upsert, so a repeated one changes nothing. */
+  upsertParticipant(p) {
+    if (!p?.userId) return;
+    const old = this.participants.get(p.userId);
+    this.participants.set(p.userId, p);
+    if (p.userId === this.me?.userId) {
+      if (p.displayName !== this.me.displayName) this.setMe({ displayName: p.displayName });
+    } else if (!old) this.notice(`${p.displayName} joined (${langName(p.language)})`);
+    else if (old.displayName !== p.displayName) this.notice(`${old.displayName} is now ${p.displayName}`);
+    this.renderPeople();
+  }
+
+  removeParticipant(userId) {
+    const p = this.participants.get(userId);
+    if (!p) return;
+    this.participants.delete(userId);
+    this.speaking.delete(userId);
+    this.notice(`${p.displayName} left`);
     this.renderPeople();
   }
 
@@ -201,6 +225,7 @@ export class RoomView extends EventTarget {
   }
 
   chat(d) {
+    if (this.lines.has(d.id)) return; // the same line again (a resend): its id says so
     const near = this._nearBottom();
     const li = this._line(d.id, "chat");
     li.dataset.final = "true";

@@ -44,9 +44,6 @@ param maximumInstanceCount int = 40
 @description('Concurrent HTTP requests per instance; Web PubSub events are short HTTP calls.')
 param httpPerInstanceConcurrency int = 16
 
-@description('System key the Web PubSub extension checks on its webhook.')
-param webPubSubSystemKeyName string = 'webpubsub_extension'
-
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
 }
@@ -119,21 +116,7 @@ resource settings 'Microsoft.Web/sites/config@2024-04-01' = {
   properties: appSettings
 }
 
-// Created here (not left to the extension's first start) so the hub's event handler can be
-// configured in the same `azd provision`, before any code has been deployed.
-resource webPubSubSystemKey 'Microsoft.Web/sites/host/systemkeys@2024-04-01' = {
-  name: '${functionApp.name}/default/${webPubSubSystemKeyName}'
-  properties: {
-    name: webPubSubSystemKeyName
-  }
-  dependsOn: [
-    settings
-  ]
-}
-
 output name string = functionApp.name
 output id string = functionApp.id
 output defaultHostName string = functionApp.properties.defaultHostName
 output uri string = 'https://${functionApp.properties.defaultHostName}'
-// Consumers reference this output, so they wait for this whole module, system key included.
-output webPubSubSystemKeyName string = webPubSubSystemKeyName

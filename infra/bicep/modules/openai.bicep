@@ -1,5 +1,8 @@
-// Azure OpenAI with one realtime (speech-to-speech) deployment for the translator. Key auth is off:
-// the app uses its managed identity (Cognitive Services OpenAI User).
+// Azure OpenAI with the two deployments the translator names: the realtime (speech-to-speech) model
+// it connects to (AZURE_OPENAI_DEPLOYMENT) and the transcription model its sessions use for the
+// speaker's words (REALTIME_TRANSCRIPTION_MODEL). On Azure a session's transcription `model` must
+// be a deployment of the same resource. Key auth is off: the app uses its managed identity
+// (Cognitive Services OpenAI User).
 
 param name string
 param location string
@@ -17,6 +20,19 @@ param modelVersion string
 @description('GlobalStandard capacity in thousands of tokens per minute.')
 @minValue(1)
 param capacity int
+
+@description('Deployment name of the transcription model (REALTIME_TRANSCRIPTION_MODEL).')
+param transcriptionDeploymentName string
+
+@description('Transcription model name, e.g. gpt-4o-mini-transcribe.')
+param transcriptionModelName string
+
+@description('Transcription model version, e.g. 2025-03-20.')
+param transcriptionModelVersion string
+
+@description('GlobalStandard capacity of the transcription deployment, thousands of tokens per minute.')
+@minValue(1)
+param transcriptionCapacity int
 
 resource openAi 'Microsoft.CognitiveServices/accounts@2024-10-01' = {
   name: name
@@ -51,7 +67,29 @@ resource realtime 'Microsoft.CognitiveServices/accounts/deployments@2024-10-01' 
   }
 }
 
+// Deployments of one account are created one after the other (concurrent ones fail).
+resource transcription 'Microsoft.CognitiveServices/accounts/deployments@2024-10-01' = {
+  parent: openAi
+  name: transcriptionDeploymentName
+  sku: {
+    name: 'GlobalStandard'
+    capacity: transcriptionCapacity
+  }
+  properties: {
+    model: {
+      format: 'OpenAI'
+      name: transcriptionModelName
+      version: transcriptionModelVersion
+    }
+    versionUpgradeOption: 'NoAutoUpgrade'
+  }
+  dependsOn: [
+    realtime
+  ]
+}
+
 output name string = openAi.name
 output id string = openAi.id
 output endpoint string = openAi.properties.endpoint
 output deploymentName string = realtime.name
+output transcriptionDeploymentName string = transcription.name

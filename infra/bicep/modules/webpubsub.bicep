@@ -1,8 +1,10 @@
 // Azure Web PubSub: holds the browsers' WebSockets. Local (access key) auth is off: the function
 // app calls the data plane with its managed identity (Web PubSub Service Owner), and client access
 // tokens are minted by the service (generateToken) instead of being signed with a key.
-// The hub and its event handler live in webpubsub-hub.bicep because they need the function app's
-// webpubsub_extension system key, which exists only once the function app does.
+// The hub and its event handler are set by the azd postdeploy hook (infra/hooks/postdeploy.sh),
+// because the handler URL needs the function app's webpubsub_extension system key, which exists
+// only once the deployed host has started. The service runs as the app's user-assigned identity,
+// so the hook can switch on managed-identity auth on the event handler (docs/deploy.md).
 
 param name string
 param location string
@@ -14,6 +16,9 @@ param tags object = {}
   'Standard_S1'
 ])
 param sku string = 'Free_F1'
+
+@description('Resource id of the user-assigned identity the service uses for upstream (event handler) auth.')
+param identityId string
 
 @description('Units (Standard_S1 only; Free_F1 is always 1).')
 @minValue(1)
@@ -27,6 +32,12 @@ resource webPubSub 'Microsoft.SignalRService/webPubSub@2024-03-01' = {
     name: sku
     tier: sku == 'Free_F1' ? 'Free' : 'Standard'
     capacity: sku == 'Free_F1' ? 1 : capacity
+  }
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${identityId}': {}
+    }
   }
   properties: {
     disableLocalAuth: true

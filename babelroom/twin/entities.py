@@ -2,7 +2,9 @@
 
 Entity operations are passed to the registered entity function through azure-functions-durable's
 own `Entity.create` handle, in the batch JSON the extension sends; state is kept between batches;
-operations on one entity run one batch at a time, in arrival order.
+operations on one entity run one batch at a time, in arrival order. A batch whose invocation
+fails (the SDK lets only framework errors escape a batch) is run again from the state saved
+before it, as the extension replays it; an operation's own error only marks that operation.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ from .host import FunctionHost
 
 log = logging.getLogger(__name__)
 MAX_BATCH = 50
+MAX_BATCH_ATTEMPTS = 20  # ≈ 25 s of retries: a storage blip passes, a broken function is not retried forever
+RETRY_FIRST_SECONDS = 0.05
+RETRY_MAX_SECONDS = 2.0
 
 
 @dataclass
@@ -31,6 +36,7 @@ class _Entity:
     task: asyncio.Task[None] | None = None
     batches: int = 0
     errors: int = 0
+    dropped: int = 0  # operations given up after MAX_BATCH_ATTEMPTS failed batches
 
 
 class DurableEntities:
@@ -67,18 +73,29 @@ class DurableEntities:
     async def _run(self, ent: _Entity) -> None:
         fn = self.host.entity(ent.name)
         assert fn is not None
-        while not ent.inbox.empty():
-            batch = []
-            while not ent.inbox.empty() and len(batch) < MAX_BATCH:
-                op, inp = ent.inbox.get_nowait()
-                batch.append({"name": op, "input": inp, "signal": True})
+        batch: list[dict[str, Any]] = []
+        attempts = 0
+        while batch or not ent.inbox.empty():
+            if not batch:  # a failed batch is retried as it was, then newer operations follow
+                while not ent.inbox.empty() and len(batch) < MAX_BATCH:
+                    op, inp = ent.inbox.get_nowait()
+                    batch.append({"name": op, "input": inp, "signal": True})
             context = json.dumps({"self": {"name": ent.name, "key": ent.key}, "exists": ent.exists,
                                   "state": ent.state, "batch": batch})
             try:
                 out = json.loads(await self.host.invoke(fn, context))
-            except Exception:  # a crashing batch is retried once per operation, like a replay
-                log.exception("entity %s@%s batch failed", ent.name, ent.key)
+            except Exception:  # a crashing batch runs again from the saved state, like a replay
+                attempts += 1
                 ent.errors += 1
+                if attempts >= MAX_BATCH_ATTEMPTS:
+                    log.exception("entity %s@%s batch failed %d times; dropping %d operations",
+                                  ent.name, ent.key, attempts, len(batch))
+                    ent.dropped += len(batch)
+                    batch, attempts = [], 0
+                    continue
+                log.warning("entity %s@%s batch failed (attempt %d); retrying", ent.name, ent.key, attempts,
+                            exc_info=True)
+                await asyncio.sleep(min(RETRY_MAX_SECONDS, RETRY_FIRST_SECONDS * 2 ** (attempts - 1)))
                 continue
             ent.batches += 1
             ent.exists = bool(out.get("entityExists"))
@@ -88,6 +105,7 @@ class DurableEntities:
                     ent.errors += 1
                     log.warning("entity %s@%s operation %s failed: %s", ent.name, ent.key, op["name"],
                                 res.get("result"))
+            batch, attempts = [], 0
 
     # -- the extension's HTTP API, as the durable client calls it -----------------------------
 
