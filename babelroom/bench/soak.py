@@ -1022,8 +1022,8 @@ def render(out: dict[str, Any]) -> str:
                      "after the restart found the marker and skipped them as already translated "
                      "(`functions/translate.py`; issue 11 asks for a lease or a status, not a bare marker). In the "
                      "twin, entity state lives in the host's memory, so after a restart the room entity is empty "
-                     "until members reconnect. Pinned by tests/reliability/test_soak.py::"
-                     "test_twin_restart_mid_room_loses_no_committed_segment (xfail until fixed).")
+                     "until members reconnect. Test: tests/reliability/test_soak.py::"
+                     "test_twin_restart_mid_room_loses_no_committed_segment.")
     if found:
         lines += ["## Findings", "", *found, ""]
     if "drops" in res:
