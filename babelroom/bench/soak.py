@@ -998,9 +998,10 @@ def render(out: dict[str, Any]) -> str:
         lines.append(f"| twin restart mid-room | 1 room, 3 clients, SIGKILL mid-turn | {'✅' if ok else '❌'} "
                      f"| clients back: {r['clients_back']} ({r['clients_back_s']:.0f} s after restart); "
                      f"{r['delivered']}/{r['expected']} committed segment captions delivered, {r['lost']} lost |")
-    lines += ["| translator faults (timeout, 5xx, malformed stream, crash mid-segment) | — | see its test | "
-              "covered by the translator-retries work: tests/functions/ (translator fault tests); not measured "
-              "here |", ""]
+    lines += ["| translator faults (timeout, 5xx, malformed stream, crash mid-segment) | — | see its tests | "
+              "not measured here: tests/adapters/test_translator_faults.py (a notice at the listeners, the next "
+              "segment translates) and tests/functions/test_translate_lease.py (a crashed attempt is retried) |",
+              ""]
     found = []
     if any((x.get("lost_source_after_failure") or 0) for x in res.values()):
         found.append("- **Silent loss at source-language listeners when translation fails.** When the engine refuses "
