@@ -1017,14 +1017,18 @@ def render(out: dict[str, Any]) -> str:
     if r.get("lost"):
         trail = {k: v for k, v in (r.get("server_trail") or {}).items() if isinstance(v, dict)}
         stuck = sum(1 for v in trail.values() if v.get("marker") and not v.get("usage_languages"))
-        found.append(f"- **Committed segments lost across a host restart.** {stuck} of {len(trail)} committed "
-                     "segments have their exactly-once marker (`transcripts/done/...`) but no usage record: the "
-                     "killed host had taken them from the queue and was translating them; the queue's redelivery "
-                     "after the restart found the marker and skipped them as already translated "
-                     "(`functions/translate.py`; issue 11 asks for a lease or a status, not a bare marker). In the "
-                     "twin, entity state lives in the host's memory, so after a restart the room entity is empty "
-                     "until members reconnect. Test: tests/reliability/test_soak.py::"
-                     "test_twin_restart_mid_room_loses_no_committed_segment.")
+        never = sum(1 for v in trail.values() if not v.get("marker") and not v.get("usage_languages"))
+        if stuck:
+            found.append(f"- **Committed segments stuck after a host restart.** {stuck} of {len(trail)} committed "
+                         "segments have the translator's marker/status but no usage record: the killed host had "
+                         "taken them and the redelivery did not translate them (`functions/translate.py`).")
+        if never:
+            found.append(f"- **Acked audio lost with the twin host.** {never} of {len(trail)} committed segments "
+                         "(every frame acked before the kill) never reached the translator (no status, no usage "
+                         "record): the twin's entity runner keeps signals in the host's memory "
+                         "(`babelroom/twin/entities.py`), while Azure persists a signal before answering 202, so "
+                         "a crash loses what the socket had already acked. Azure-only code is not affected; the "
+                         "twin is more fragile than Azure here.")
     if found:
         lines += ["## Findings", "", *found, ""]
     if "drops" in res:
