@@ -856,7 +856,8 @@ async def restart(host: Host, language: str = "es", after_segments: int = 2, del
             "other_turns": {"warm": tally_row(warm, p), "after": tally_row(after_turn, p)},
             "timeline_since_kill": timeline, "finals_since_kill": heard,
             "clients_back": back, "presence_back": present,
-            "margin_s": margin_s, "down_for_s": round(down_for, 1), "host_start_s": round(host_up_s, 1), "clients_back_s": round(back_s, 1),
+            "margin_s": margin_s, "down_for_s": round(down_for, 1), "host_start_s": round(host_up_s, 1),
+            "clients_back_s": round(back_s, 1),
             "committed": committed, "acked_frames_before_kill": contiguous + 1,
             "translated_before_kill": {k: sorted(v & set(committed)) for k, v in before.items()},
             "translated_after_restart": after_restart,
@@ -1087,8 +1088,8 @@ def render(out: dict[str, Any]) -> str:
             f"speaker finishes the turn, and the host is started again on the same port {r.get('down_for_s', 0):.0f} s "
             "after the kill (Azurite keeps its state). Clients reconnect by themselves "
             "(recovery, refused by the new host, then a fresh join). A segment counts as committed when every frame "
-            f"up to its closing frame was acked at least {r.get('margin_s', 0.3):g} s before the kill. `server trail` (diagnosis from "
-            "storage): each committed segment's exactly-once marker and usage record.", "",
+            f"up to its closing frame was acked at least {r.get('margin_s', 0.3):g} s before the kill. "
+            "`server trail` (diagnosis from storage): each committed segment's exactly-once marker and usage record.", "",
             f"- server trail: {r.get('server_trail')}",
             f"- host back in {r['host_start_s']:.0f} s; every client connected again: {r['clients_back']}, "
             f"everyone present again: {r['presence_back']} ({r['clients_back_s']:.0f} s after the restart began)",
