@@ -1089,7 +1089,8 @@ def render(out: dict[str, Any]) -> str:
             "after the kill (Azurite keeps its state). Clients reconnect by themselves "
             "(recovery, refused by the new host, then a fresh join). A segment counts as committed when every frame "
             f"up to its closing frame was acked at least {r.get('margin_s', 0.3):g} s before the kill. "
-            "`server trail` (diagnosis from storage): each committed segment's exactly-once marker and usage record.", "",
+            "`server trail` (diagnosis from storage): each committed segment's translator status and usage "
+            "record.", "",
             f"- server trail: {r.get('server_trail')}",
             f"- host back in {r['host_start_s']:.0f} s; every client connected again: {r['clients_back']}, "
             f"everyone present again: {r['presence_back']} ({r['clients_back_s']:.0f} s after the restart began)",
