@@ -6,7 +6,7 @@ PORT ?= 7071
 APT_PACKAGES := apertium apertium-eng-spa apertium-es-pt apertium-fr-es apertium-spa-ita cg3 chromium sox espeak-ng asterisk-core-sounds-en asterisk-core-sounds-en-g722 asterisk-core-sounds-es asterisk-core-sounds-es-g722 asterisk-core-sounds-fr asterisk-core-sounds-fr-wav asterisk-core-sounds-fr-g722 pocketsphinx-testdata
 AZURITE_VERSION := 3.37.0
 
-.PHONY: install system-deps dev test lint bench clean
+.PHONY: install system-deps dev test lint bench soak clean
 
 install: system-deps $(VENV)/.installed .tools/node_modules/.bin/azurite
 
@@ -43,6 +43,10 @@ test: install
 
 bench: install
 	$(PY) -m babelroom bench --json docs/bench.json --png docs/bench.png
+
+# Issue 11's reliability figures at full size (~15 min): socket drops, load, a twin restart.
+soak: install
+	$(PY) -m babelroom.bench.soak --out docs/reliability.md
 
 clean:
 	rm -rf $(VENV) .tools .azurite .run .models

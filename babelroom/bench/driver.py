@@ -14,6 +14,7 @@ import base64
 import json
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -161,8 +162,10 @@ class Participant:
 
 
 class Speaker(Participant):
-    async def speak(self, clip: Clip, whole: bool, level: int) -> Turn:
-        """Hold the key for the whole clip at real-time pace, then release."""
+    async def speak(self, clip: Clip, whole: bool, level: int,
+                    after_frame: Callable[[int], Awaitable[None]] | None = None) -> Turn:
+        """Hold the key for the whole clip at real-time pace, then release; `after_frame(seq)` runs
+        right after each frame is queued (the soak drops the socket there, with frames in flight)."""
         tid = f"t{uuid.uuid4().hex[:12]}"
         rec = Turn(self.room, self.user_id, self.language, tid, clip.name, clip.voice, whole, clip.seconds,
                    level=level, pcm=clip.pcm)
@@ -179,6 +182,8 @@ class Speaker(Participant):
             self.client.send_event("audio", {"turn": tid, "seq": seq, "rate": 16000,
                                              "pcm": base64.b64encode(f).decode("ascii")})
             rec.frame_times.append(time.monotonic())
+            if after_frame is not None:
+                await after_frame(seq)
         rec.t_release = rec.frame_times[-1]
         rec.wall_release = time.time() - (time.monotonic() - rec.t_release)
         self.client.send_event("turn.end", {"turn": tid, "frames": len(fs)})
