@@ -29,16 +29,17 @@ class RateLimiter:
         tokens, at = self._buckets.get(key, (float(self.burst), now))
         return min(float(self.burst), tokens + max(0.0, now - at) * self.rate)
 
-    def allow(self, key: str) -> float | None:
+    def allow(self, key: str, cost: float = 1.0) -> float | None:
+        """Spend `cost` tokens (1 for a request; seconds of audio for the speaker's pace)."""
         now = self.clock()
         tokens = self._tokens(key, now)
-        if tokens >= 1.0:
+        if tokens >= cost:
             if len(self._buckets) >= self.MAX_KEYS and key not in self._buckets:
                 self._prune(now)
-            self._buckets[key] = (tokens - 1.0, now)
+            self._buckets[key] = (tokens - cost, now)
             return None
         self._buckets[key] = (tokens, now)
-        return (1.0 - tokens) / self.rate
+        return (cost - tokens) / self.rate
 
     def _prune(self, now: float) -> None:
         full = [k for k in self._buckets if self._tokens(k, now) >= self.burst]

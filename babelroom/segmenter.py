@@ -1,12 +1,13 @@
 """The speaker segmenter: the flush policy of the speaker entity, as a pure state machine.
 
 Frames arrive as client events, possibly late, out of order or twice. The segmenter puts them in
-`seq` order, drops duplicates, and closes a segment at ~3 s of audio, ~1 MB, the end of the turn or
-a silence flag, whichever comes first, so long turns are translated while the person still
-speaks. Past 1 s it closes early at the first quiet frame, so cuts fall between words rather
-than inside them (a word cut in two is misheard on both sides). Its state is plain JSON so a
-Durable Entity can hold it; audio beyond STATE_LIMIT is handed out as a `Spill` for Blob storage,
-so entity state stays small.
+`seq` order (a missing frame holds the turn back by at most 1 s of audio), drops duplicates, and
+closes a segment at ~3 s of audio, ~1 MB, the end of the turn or a silence flag, whichever comes
+first, so long turns are translated while the person still speaks. Past 1 s it closes early at the
+first quiet frame, so cuts fall between words rather than inside them (a word cut in two is
+misheard on both sides). A turn takes at most MAX_TURN_SECONDS of audio. Its state is plain JSON
+so a Durable Entity can hold it; audio beyond STATE_LIMIT is handed out as a `Spill` for Blob
+storage, so entity state stays small.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ BYTES_PER_SECOND = 16_000 * 2
 MAX_SEGMENT_SECONDS = 3.0
 MAX_SEGMENT_BYTES = 1 << 20
 STATE_LIMIT = 48 * 1024  # PCM kept inline in entity state before it spills to Blob
-MAX_PENDING = 64  # frames held behind a gap before the gap is given up
+MAX_GAP_SECONDS = 1.0  # audio held behind a missing frame before the gap is given up
+MAX_TURN_SECONDS = 300.0  # audio per turn (100 segments of 3 s): beyond it frames are refused
 KEEP_DONE_TURNS = 8
 MIN_PAUSE_CUT_SECONDS = 1.0
 QUIET_RMS = 300.0  # absolute floor (PCM16) under which a 100 ms frame counts as a pause
@@ -91,6 +93,7 @@ class Outcome:
     actions: list[Action] = field(default_factory=list)
     duplicate: bool = False
     late: bool = False
+    too_long: bool = False  # the turn already holds MAX_TURN_SECONDS of audio: frame dropped
 
 
 def new_state() -> dict[str, Any]:
@@ -107,6 +110,7 @@ def new_state() -> dict[str, Any]:
         "energy": 0.0,
         "frames": 0,
         "silence_at": None,
+        "turn_bytes": 0,
         "done": [],
     }
 
@@ -138,8 +142,13 @@ class Segmenter:
         if seq < state["next"] or str(seq) in state["pending"]:
             out.duplicate = True
             return out
+        if state.get("turn_bytes", 0) >= MAX_TURN_SECONDS * BYTES_PER_SECOND:
+            out.too_long = True  # bounded cost: a held key (or a script) cannot stream forever
+            return out
         state["pending"][str(seq)] = pcm if isinstance(pcm, str) else base64.b64encode(pcm).decode("ascii")
-        if len(state["pending"]) > MAX_PENDING:  # a frame is lost for good: skip the gap
+        held = sum(len(t) for t in state["pending"].values()) * 3 // 4  # base64 → bytes
+        if str(state["next"]) not in state["pending"] and held >= MAX_GAP_SECONDS * BYTES_PER_SECOND:
+            # a frame is lost for good: a second of audio behind it means the client has moved on
             state["next"] = min(int(s) for s in state["pending"])
         self._drain(state, out)
         return out
@@ -208,6 +217,7 @@ class Segmenter:
         state["chunks"].append(text)
         state["inline"] += len(pcm)
         state["bytes"] += len(pcm)
+        state["turn_bytes"] = state.get("turn_bytes", 0) + len(pcm)
         state["last"] = seq
         state["next"] = seq + 1
         level = rms(pcm)

@@ -85,6 +85,7 @@ def translator() -> Any:
 
 
 @cache
+@cache
 def history() -> CaptionHistory:
     """Recent captions per room (transcripts/history/{roomId}.json), for late or returning listeners."""
     from babelroom.adapters.history_blob import BlobHistoryStore

@@ -24,6 +24,7 @@ from babelroom.interpreting import Speaker
 from babelroom.protocol import Audio, Chat, ClientEvent, ProtocolError, Rename, Silence, TurnEnd, TurnStart
 from babelroom.ratelimit import RateLimiter
 from babelroom.rooms import Member, RoomError
+from babelroom.segmenter import BYTES_PER_SECOND
 
 from . import deps
 
@@ -32,6 +33,11 @@ log = logging.getLogger(__name__)
 HUB = "%WEBPUBSUB_HUB%"
 CHAT_RATE, CHAT_BURST = 1.0, 5  # per connection: a person types, a script floods
 chat_limit = RateLimiter(CHAT_RATE, CHAT_BURST)
+# A speaker's audio: at most 1.2 s per second (real time plus jitter), with 10 s of slack for a
+# reconnect that resends what was queued. Every second accepted is model time, so a script that
+# uploads 100 s in one go is refused, not paid for.
+AUDIO_PACE, AUDIO_SLACK_S = 1.2, 10
+audio_pace = RateLimiter(AUDIO_PACE, AUDIO_SLACK_S)
 SEEN_CHATS = 10_000
 _seen_chats: OrderedDict[str, None] = OrderedDict()  # recent "{userId}:{chatId}": a resend is a no-op
 _chat_tasks: set[asyncio.Task[None]] = set()  # handed-off chats, referenced until done
@@ -158,6 +164,10 @@ async def _dispatch(client: df.DurableOrchestrationClient, member: Member, conne
                     ev: ClientEvent) -> None:
     speaker = df.EntityId("speaker", member.user_id)
     if isinstance(ev, Audio):  # the hot path: one signal, {turn, seq, pcm} and nothing else
+        wait = audio_pace.allow(member.user_id, len(ev.pcm) / BYTES_PER_SECOND)
+        if wait is not None:
+            raise ProtocolError("rate_limited", f"audio faster than {AUDIO_PACE:g}x real time; "
+                                                f"this frame was dropped (retry in {wait:.1f} s)")
         await client.signal_entity(speaker, "frame", ev.signal())
         return
     who = {"room": member.room_id, "userId": member.user_id, "name": member.display_name,

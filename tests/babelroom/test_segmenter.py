@@ -6,7 +6,15 @@ import math
 import random
 from array import array
 
-from babelroom.segmenter import BYTES_PER_SECOND, ClosedSegment, Limits, Segmenter, Spill, new_state
+from babelroom.segmenter import (
+    BYTES_PER_SECOND,
+    MAX_TURN_SECONDS,
+    ClosedSegment,
+    Limits,
+    Segmenter,
+    Spill,
+    new_state,
+)
 
 FRAME = 3200  # 100 ms at 16 kHz PCM16
 
@@ -81,9 +89,10 @@ def test_end_of_turn_flushes_the_rest_and_numbers_segments_in_order() -> None:
 
 
 def test_out_of_order_frames_are_reordered() -> None:
+    """Reordering within the network's usual window (here up to 0.5 s of audio) loses nothing."""
     seg, state = Segmenter(), new_state()
-    order = list(range(20))
-    random.Random(7).shuffle(order)
+    rng = random.Random(7)
+    order = [i for w in range(0, 20, 5) for i in rng.sample(range(w, w + 5), 5)]
     actions = run(seg, state, [("frame", "t", i, frame(i)) for i in order] + [("end", "t", 20)])
     (s,) = closed(actions)
     assert audio_of(actions, s) == b"".join(frame(i) for i in range(20))
@@ -184,3 +193,22 @@ def test_tiny_or_quiet_segments_are_not_worth_translating() -> None:
     (hush,) = closed(run(seg, state, [("frame", "t", i, speechlike(i, quiet=True)) for i in range(10)]
                          + [("end", "t", 10)]))
     assert hush.level < 300 and not hush.worth_translating
+
+
+def test_a_lost_frame_holds_the_turn_back_by_at_most_one_second_of_audio() -> None:
+    seg, state = Segmenter(Limits(seconds=30.0, pause_after=0)), new_state()
+    held = [seg.frame(state, "t", i, frame(i)) for i in range(1, 10)]  # frame 0 never comes: 0.9 s behind it
+    assert state["next"] == 0 and not any(o.actions for o in held)
+    seg.frame(state, "t", 10, frame(10))  # 1.0 s of audio behind the gap: the segmenter moves on
+    assert state["next"] == 11
+    assert seg.frame(state, "t", 0, frame(0)).duplicate  # the lost frame, too late now
+    (s,) = closed(seg.end(state, "t", 11).actions)
+    assert s.nbytes == 10 * FRAME and s.first_seq == 1
+
+
+def test_a_turn_stops_taking_audio_at_its_cap() -> None:
+    seg, state = Segmenter(), new_state()
+    big = 16_000  # 0.5 s frames
+    outs = [seg.frame(state, "t", i, b"\x10\x00" * (big // 2)) for i in range(int(MAX_TURN_SECONDS * 2) + 3)]
+    assert not any(o.too_long for o in outs[: int(MAX_TURN_SECONDS * 2)])
+    assert all(o.too_long for o in outs[int(MAX_TURN_SECONDS * 2):])

@@ -19,6 +19,7 @@ from fakes import (
 
 import durable.room
 import durable.speaker
+from babelroom.history import CaptionHistory, MemoryHistoryStore
 from babelroom.ratelimit import RateLimiter
 from functions import deps, events
 
@@ -31,9 +32,12 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     monkeypatch.setattr(deps, "rooms", lambda: rooms)
     monkeypatch.setattr(deps, "broadcaster", lambda: w.broadcaster)
     monkeypatch.setattr(deps, "interpreter", lambda: w.interpreter)
+    history = CaptionHistory(MemoryHistoryStore())
+    monkeypatch.setattr(deps, "history", lambda: history)
     monkeypatch.setattr(durable.room, "_client", lambda: w.service)
     monkeypatch.setattr(durable.speaker, "_segments", lambda: w.segments)
     monkeypatch.setattr(durable.speaker, "_queue", lambda: w.queue)
     monkeypatch.setattr(events, "chat_limit", RateLimiter(events.CHAT_RATE, events.CHAT_BURST))
+    monkeypatch.setattr(events, "audio_pace", RateLimiter(events.AUDIO_PACE, events.AUDIO_SLACK_S))
     monkeypatch.setattr(events, "_seen_chats", type(events._seen_chats)())
     yield w

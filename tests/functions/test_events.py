@@ -217,3 +217,17 @@ async def test_rename_is_stored_and_goes_to_the_room_as_a_delta(world: World) ->
     assert [(g, m) for _, g, m in world.service.of("presence.renamed")] == [
         (f"{ROOM}.all", {"type": "presence.renamed", "userId": ana.user_id, "displayName": "Ana María"})]
     assert world.client.state("room", ROOM)["members"][ana.user_id]["displayName"] == "Ana María"
+
+
+async def test_a_speaker_is_paced_to_real_time_with_a_clear_message(world: World) -> None:
+    """100 s of audio in one go is refused past the slack, not paid for as model time."""
+    world.store.add(ROOM, "ana00001", "Ana", "es")
+    frames = int(events.AUDIO_SLACK_S / 0.2) + 5  # 200 ms frames, sent at once
+    outs = [await events.handle_user_event(request(user_id("ana00001"), "audio",
+                                                   {"turn": "t1", "seq": i, "pcm": frame(i)}), world.client)
+            for i in range(frames)]
+    accepted = [o for o in outs if o is None]
+    assert len(accepted) == round(events.AUDIO_SLACK_S / 0.2)  # the slack, then nothing more at once
+    assert all(o["errorMessage"].startswith("rate_limited") for o in outs if o is not None)
+    assert len([s for s in world.client.signals if s[2] == "frame"]) == len(accepted)
+    assert "real time" in world.broadcaster.of("error")[0][2]["message"]
