@@ -8,6 +8,7 @@ inside the page, including an AnalyserNode on the audio output) and from the vis
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import os
 import re
@@ -77,6 +78,9 @@ def pw() -> Iterator[Playwright]:
         yield p
 
 
+_people = itertools.count(1)
+
+
 @pytest.fixture
 def launch(pw: Playwright) -> Iterator[Callable[..., Page]]:
     """Opens a page in its own Chromium process; `wav` feeds that process's fake microphone."""
@@ -91,7 +95,11 @@ def launch(pw: Playwright) -> Iterator[Callable[..., Page]]:
             args.append(f"--use-file-for-fake-audio-capture={wav}%noloop")
         b = pw.chromium.launch(executable_path=CHROMIUM, args=args)
         browsers.append(b)
-        ctx = b.new_context(viewport={"width": 1280, "height": 800}, locale="en-US")
+        # Each browser is another person: its own documentation address (RFC 5737) in
+        # X-Forwarded-For, as Azure's front end would report, so per-address limits apply per person.
+        address = f"203.0.113.{next(_people) % 250 + 1}"
+        ctx = b.new_context(viewport={"width": 1280, "height": 800}, locale="en-US",
+                            extra_http_headers={"X-Forwarded-For": address})
         page = ctx.new_page()
         page.set_default_timeout(UI_TIMEOUT_MS)
         page.on("pageerror", lambda e: errors.append(f"{label}: {e}"))

@@ -29,7 +29,7 @@ def test_a_late_joiner_gets_what_was_said_before(stack: Any, people: Any, azurit
     room = stack.room(name="history")
     ana = people(room, "Ana", "es")
     bob = people(room, "Bob", "en", "listener")
-    bob.wait(lambda: any(len(m["participants"]) == 2 for m in bob.of("presence")))
+    bob.wait(lambda: len(bob.present()) == 2)
     assert not bob.of("history")  # nothing had been said when Bob came
     stream_turn(ana.client, "t1", speech(tmp_path, "Buenos días a todos. Empezamos la reunión."))
     said = bob.wait(lambda: finals(bob, "en"), timeout=90)

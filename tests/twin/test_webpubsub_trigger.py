@@ -146,7 +146,7 @@ class FakeRooms:
     def __init__(self, member: Member | None) -> None:
         self.member = member
 
-    async def member_for(self, user_id: str) -> tuple[Any, Member]:
+    async def member_for(self, user_id: str, fresh: bool = False) -> tuple[Any, Member]:
         if self.member is None or self.member.user_id != user_id:
             raise RoomNotFound(f"no member {user_id}")
         return object(), self.member
