@@ -14,28 +14,26 @@ from ..config import Settings
 from .credentials import credential
 
 
-def service_client(settings: Settings | Mapping[str, str]) -> WebPubSubServiceClient:
+def _client(cls: Any, settings: Settings | Mapping[str, str], *, aio: bool) -> Any:
     """Key auth when the connection string has an AccessKey (twin, gateway); else Entra ID."""
     s = settings if isinstance(settings, Settings) else Settings.from_env(settings)
     conn = s.webpubsub_connection_string
     if conn and "AccessKey=" in conn:
-        return WebPubSubServiceClient.from_connection_string(conn, hub=s.hub)
+        return cls.from_connection_string(conn, hub=s.hub)
     if not s.webpubsub_endpoint:
         raise ValueError("Web PubSub needs WebPubSubConnectionString (with AccessKey) or WEBPUBSUB_ENDPOINT")
-    return WebPubSubServiceClient(endpoint=s.webpubsub_endpoint, hub=s.hub, credential=credential(s, aio=True))
+    return cls(endpoint=s.webpubsub_endpoint, hub=s.hub, credential=credential(s, aio=aio))
+
+
+def service_client(settings: Settings | Mapping[str, str]) -> WebPubSubServiceClient:
+    return _client(WebPubSubServiceClient, settings, aio=True)
 
 
 def sync_service_client(settings: Settings | Mapping[str, str]) -> Any:
     """The blocking client, for entity functions (sync by the Durable SDK's contract)."""
     from azure.messaging.webpubsubservice import WebPubSubServiceClient as SyncClient
 
-    s = settings if isinstance(settings, Settings) else Settings.from_env(settings)
-    conn = s.webpubsub_connection_string
-    if conn and "AccessKey=" in conn:
-        return SyncClient.from_connection_string(conn, hub=s.hub)
-    if not s.webpubsub_endpoint:
-        raise ValueError("Web PubSub needs WebPubSubConnectionString (with AccessKey) or WEBPUBSUB_ENDPOINT")
-    return SyncClient(endpoint=s.webpubsub_endpoint, hub=s.hub, credential=credential(s))
+    return _client(SyncClient, settings, aio=False)
 
 
 class WebPubSubBroadcaster:
