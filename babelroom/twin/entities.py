@@ -10,6 +10,7 @@ before it, as the extension replays it; an operation's own error only marks that
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .host import FunctionHost
+from .host import DURABLE_PATH, FunctionHost
 
 log = logging.getLogger(__name__)
 MAX_BATCH = 50
@@ -66,10 +67,6 @@ class DurableEntities:
             return None
         return json.loads(ent.state)
 
-    async def drain(self) -> None:
-        """Wait until every entity has run what it was sent (shutdown)."""
-        await asyncio.gather(*(e.task for e in self.entities.values() if e.task), return_exceptions=True)
-
     async def _run(self, ent: _Entity) -> None:
         fn = self.host.entity(ent.name)
         assert fn is not None
@@ -110,11 +107,22 @@ class DurableEntities:
     # -- the extension's HTTP API, as the durable client calls it -----------------------------
 
     def add_routes(self, app: web.Application) -> None:
-        base = "/runtime/webhooks/durabletask/entities/{name}/{key}"
+        base = DURABLE_PATH + "/{secret}/entities/{name}/{key}"
         app.router.add_post(base, self._post)
         app.router.add_get(base, self._read)
+        app.router.add_route("*", DURABLE_PATH + "/{tail:.*}", self._refuse)
+
+    def _allowed(self, request: web.Request) -> bool:
+        """Only the durable client this run handed the secret to (durableClient binding) gets in."""
+        return hmac.compare_digest(request.match_info["secret"].encode(), self.host.durable_secret.encode())
+
+    @staticmethod
+    async def _refuse(request: web.Request) -> web.Response:
+        return web.json_response({"message": "unauthorized: the durable API needs this run's secret"}, status=401)
 
     async def _post(self, request: web.Request) -> web.Response:
+        if not self._allowed(request):
+            return await self._refuse(request)
         name, key = request.match_info["name"], request.match_info["key"]
         body = await request.text()
         try:
@@ -124,6 +132,8 @@ class DurableEntities:
         return web.Response(status=202)
 
     async def _read(self, request: web.Request) -> web.Response:
+        if not self._allowed(request):
+            return await self._refuse(request)
         state = self.state(request.match_info["name"], request.match_info["key"])
         if state is None:
             return web.Response(status=404)

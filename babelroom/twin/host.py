@@ -13,6 +13,7 @@ import inspect
 import json
 import os
 import re
+import secrets
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import azure.functions as func
+
+DURABLE_PATH = "/runtime/webhooks/durabletask"
 
 
 def resolve(value: Any) -> Any:
@@ -72,6 +75,10 @@ class FunctionHost:
         self.app = module.app
         self.root = Path(module.__file__ or ".").resolve().parent  # the app's folder: host.json lives here
         self.durable_base_url = durable_base_url
+        # Azure's rpcBaseUrl (http://127.0.0.1:17071/durabletask/) listens on the worker's loopback
+        # only; the twin serves the durable API on its public port, so the path carries a secret
+        # minted per run. The Python SDK builds every URL from rpcBaseUrl and adds no key of its own.
+        self.durable_secret = secrets.token_urlsafe(24)
         self.functions: list[Registered] = []
         self.function_json: dict[str, dict[str, Any]] = {}
         for f in indexed_functions(self.app):
@@ -113,7 +120,7 @@ class FunctionHost:
 
     def durable_client_json(self) -> str:
         """The durableClient binding value, pointing the SDK at the twin's durabletask webhooks."""
-        base = self.durable_base_url.rstrip("/") + "/runtime/webhooks/durabletask/"
+        base = f"{self.durable_base_url.rstrip('/')}{DURABLE_PATH}/{self.durable_secret}/"
         urls = {
             "createNewInstancePostUri": base + "orchestrators/{functionName}[/{instanceId}]",
             "createAndWaitOnNewInstancePostUri": base + "orchestrators/{functionName}[/{instanceId}]",
