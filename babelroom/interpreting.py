@@ -5,6 +5,11 @@ language present in the room (never per listener); the speaker's own language gr
 source transcript. Everything a listener sees is addressed by caption id
 "{userId}:{turn}:{segment}" so interim lines are replaced, not repeated. A model call that fails
 is retried once; a second failure reaches the listeners of that language as a `notice`.
+
+The transcription is primed with who is in the room and the room's last lines in the speaker's
+language (`transcription_prompt`): names get spelled as the members wrote them, and a topic's
+words are preferred over sound-alikes. The lines come from what this worker interpreted
+(in memory, no extra storage read on the latency path); a fresh worker starts with names only.
 """
 
 from __future__ import annotations
@@ -12,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -28,6 +34,20 @@ log = logging.getLogger(__name__)
 FIRST_CHUNK_BYTES = 24_000 * 2 // 5  # 200 ms at 24 kHz: the first sound goes out early
 BUSY_RETRY_SECONDS = 0.3
 CHUNK_BYTES = 24_000 * 2 * 3 // 5  # then 600 ms: TTS runs ahead of real time, so fewer, fuller messages
+PROMPT_LINES = 3  # recent lines per room and language kept for the prompt
+PROMPT_CHARS = 400  # ≈ 100 tokens; Whisper reads at most 223 and a short tail is what helps
+ROOMS_REMEMBERED = 512  # (room, language) contexts kept per worker, least recently used dropped
+
+
+def transcription_prompt(names: Iterable[str], recent: Iterable[str]) -> str | None:
+    """The previous-text prompt for one segment: the members' names, then the last lines said
+    (or interpreted) in the speaker's language, cut to the last PROMPT_CHARS characters."""
+    people = sorted({n.strip() for n in names if n and n.strip()})
+    parts = ([", ".join(people) + "."] if people else []) + [line.strip() for line in recent if line.strip()]
+    text = " ".join(parts)
+    if len(text) > PROMPT_CHARS:
+        text = text[-PROMPT_CHARS:].split(" ", 1)[-1]  # start at a word
+    return text or None
 
 
 @dataclass(frozen=True)
@@ -72,6 +92,7 @@ class Interpreter:
         self.broadcaster = broadcaster
         self.codec = codec
         self.history = history  # recent captions per room, for late joiners
+        self._context: OrderedDict[tuple[str, str], deque[str]] = OrderedDict()  # (room, language) -> lines
         AudioPacker(codec)  # a wrong codec or a missing encoder fails at start, not mid-sentence
 
     async def _send(self, usage: Usage, room_id: str, language: str, msg: dict[str, Any]) -> None:
@@ -98,10 +119,25 @@ class Interpreter:
             "translation_failed", f"the {what} of this segment failed ({type(error).__name__})",
             language=language, about=base, original=original))
 
+    def _remember(self, room_id: str, texts: dict[str, str]) -> None:
+        for language, text in texts.items():
+            key = (room_id, language)
+            self._context.setdefault(key, deque(maxlen=PROMPT_LINES)).append(text)
+            self._context.move_to_end(key)
+        while len(self._context) > ROOMS_REMEMBERED:
+            self._context.popitem(last=False)
+
+    def prompt(self, room_id: str, language: str, names: Iterable[str] = ()) -> str | None:
+        """What the next transcription in `language` is primed with (see `transcription_prompt`)."""
+        return transcription_prompt(names, self._context.get((room_id, language), ()))
+
     async def segment(
-        self, speaker: Speaker, turn: str, index: int, pcm: bytes, languages: set[str]
+        self, speaker: Speaker, turn: str, index: int, pcm: bytes, languages: set[str],
+        names: Iterable[str] = (),
     ) -> Usage:
-        """Transcribe once, then translate and speak the transcript into each other language."""
+        """Transcribe once, then translate and speak the transcript into each other language.
+
+        `names`: display names of the room's members, for the transcription prompt."""
         usage = Usage(segment_seconds=len(pcm) / 32_000, started=time.monotonic())
         t0 = usage.started
         src = speaker.language
@@ -109,12 +145,13 @@ class Interpreter:
         base = {"id": cid, "userId": speaker.user_id, "displayName": speaker.display_name, "turn": turn,
                 "segment": index, "sourceLanguage": src}
         targets = sorted(languages - {src})
+        prompt = self.prompt(speaker.room_id, src, [*names, speaker.display_name])
 
         async def transcribe() -> str:
             usage.sessions += 1
             usage.transcriptions += 1
             heard = ""
-            async for out in self.translator.transcribe(pcm, src):
+            async for out in self.translator.transcribe(pcm, src, prompt):
                 if out.final:
                     heard = out.text
             return heard
@@ -150,6 +187,8 @@ class Interpreter:
                 await self._notice(usage, speaker, base, target, e, original)
 
         await asyncio.gather(*(one(t) for t in targets))
+        self._remember(speaker.room_id, {src: original} | {t: usage.texts[t] for t in targets
+                                                         if t in usage.texts and t not in usage.failures})
         if self.history is not None:
             try:
                 await self.history.add(speaker.room_id, base | {"original": original, "texts": dict(usage.texts)})

@@ -52,8 +52,11 @@ Output = SourceText | TranslatedText | TranslatedAudio
 class Translator(Protocol):
     """Transcribes a closed segment once, then speaks its transcript in each target language."""
 
-    def transcribe(self, pcm16: bytes, source_language: str) -> AsyncIterator[SourceText]:
-        """Interim SourceTexts, then one final one (PCM16 mono at INPUT_RATE). Silence: nothing."""
+    def transcribe(self, pcm16: bytes, source_language: str, prompt: str | None = None) -> AsyncIterator[SourceText]:
+        """Interim SourceTexts, then one final one (PCM16 mono at INPUT_RATE). Silence: nothing.
+
+        `prompt`: the room's names and its last lines in this language, which steer the spelling
+        of names and the vocabulary of the topic (Realtime `audio.input.transcription.prompt`)."""
         ...
 
     def speak(self, text: str, source_language: str, target_language: str) -> AsyncIterator[Spoken]:

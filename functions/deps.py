@@ -59,7 +59,7 @@ class UnavailableTranslator:
     def __init__(self, reason: str) -> None:
         self.reason = reason
 
-    async def transcribe(self, pcm16: bytes, source_language: str) -> Any:
+    async def transcribe(self, pcm16: bytes, source_language: str, prompt: str | None = None) -> Any:
         raise RuntimeError(self.reason)
         yield  # pragma: no cover - makes this an async generator
 

@@ -27,7 +27,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, Re
 
 from babelroom.adapters.storage import read_segment
 from babelroom.interpreting import Speaker
-from babelroom.presence import hear_languages
+from babelroom.presence import hear_languages, participants
 
 from . import deps
 
@@ -133,8 +133,10 @@ async def translate_segment(msg: func.QueueMessage, client: df.DurableOrchestrat
         pcm, room = await asyncio.gather(
             read_segment(deps.blob_service(), s.segments_container, job["blob"]),
             client.read_entity_state(df.EntityId("room", job["room"])))
-        usage = await deps.interpreter().segment(_speaker(job), job["turn"], int(job["index"]), pcm,
-                                                 hear_languages(room.entity_state) or {job["language"]})
+        usage = await deps.interpreter().segment(
+            _speaker(job), job["turn"], int(job["index"]), pcm,
+            hear_languages(room.entity_state) or {job["language"]},
+            names=[p.get("displayName") or "" for p in participants(room.entity_state)])
     except BaseException:
         renewing.cancel()
         await release(records, job["id"], lease[0])

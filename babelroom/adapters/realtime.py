@@ -154,12 +154,13 @@ class RealtimeTranslator:
         return cls(client, model, **kwargs)
 
     # -- the port ------------------------------------------------------------------------------
-    async def transcribe(self, pcm16: bytes, source_language: str) -> AsyncIterator[SourceText]:
+    async def transcribe(self, pcm16: bytes, source_language: str,
+                         prompt: str | None = None) -> AsyncIterator[SourceText]:
         """What the speaker said, once per segment: interim deltas, then one final SourceText.
 
         Silence yields nothing. A failed transcription raises (RealtimeError / RealtimeTimeout).
         """
-        async for out in self._run(lambda emit: self._transcription_session(pcm16, source_language, emit)):
+        async for out in self._run(lambda emit: self._transcription_session(pcm16, source_language, prompt, emit)):
             yield out
 
     async def speak(self, text: str, source_language: str, target_language: str) -> AsyncIterator[Spoken]:
@@ -255,8 +256,12 @@ class RealtimeTranslator:
                 idle = work
             yield ev
 
-    async def _transcription_session(self, pcm16: bytes, source: str, emit: Callable[[Any], None]) -> None:
+    async def _transcription_session(self, pcm16: bytes, source: str, prompt: str | None,
+                                     emit: Callable[[Any], None]) -> None:
         """Audio in, input transcription out, no response: the only session that hears the audio."""
+        transcription = {"model": self.transcription_model, "language": source}
+        if prompt:
+            transcription["prompt"] = prompt
         async with self._connect() as conn:
             await conn.session.update(session={
                 "type": "realtime",
@@ -265,7 +270,7 @@ class RealtimeTranslator:
                 "audio": {
                     "input": {
                         "format": {"type": "audio/pcm", "rate": API_RATE},
-                        "transcription": {"model": self.transcription_model, "language": source},
+                        "transcription": transcription,
                         "turn_detection": None,
                     },
                 },

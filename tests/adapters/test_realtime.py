@@ -107,6 +107,28 @@ async def test_one_transcription_then_text_in_sessions_per_language(engine: Engi
 
 @pytest.mark.slow
 @pytest.mark.parametrize("provider", ["local", "azure"])
+async def test_the_prompt_reaches_whisper_as_previous_text(engine: Engine, base: str, provider: str,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """`audio.input.transcription.prompt` travels the SDK and the engine into Whisper's decode."""
+    seen: list[str | None] = []
+    real = engine.asr.transcribe
+
+    def spy(audio: Any, language: str | None = None, prompt: str | None = None, **kw: Any) -> Any:
+        seen.append(prompt)
+        return real(audio, language, prompt, **kw)
+
+    monkeypatch.setattr(engine.asr, "transcribe", spy)
+    pcm = synth(engine, "Zoë presenta el informe mañana.", "es", rate=16_000)
+    tr = local(base) if provider == "local" else azure(base)
+    engine._cache.clear()
+    for prompt in ("Ana, Zoë Kowalczyk. Hablamos del informe trimestral.", None):
+        finals = [o for o in [o async for o in tr.transcribe(pcm, "es", prompt)] if o.final]
+        assert len(finals) == 1 and "informe" in finals[0].text.lower()
+    assert seen == ["Ana, Zoë Kowalczyk. Hablamos del informe trimestral.", None]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("provider", ["local", "azure"])
 async def test_translate_text_and_health(base: str, provider: str) -> None:
     tr = local(base) if provider == "local" else azure(base)
     out = await tr.translate_text("Good morning, how are you?", "en", "pt")

@@ -29,6 +29,7 @@ class Scripted:
         self.fail = dict(fail or {})
         self.after_audio = after_audio
         self.calls: list[tuple[str, str]] = []
+        self.prompts: list[str | None] = []
 
     def _should_fail(self, key: str) -> bool:
         if self.fail.get(key, 0) > 0:
@@ -36,8 +37,10 @@ class Scripted:
             return True
         return False
 
-    async def transcribe(self, pcm16: bytes, source_language: str) -> AsyncIterator[SourceText]:
+    async def transcribe(self, pcm16: bytes, source_language: str,
+                         prompt: str | None = None) -> AsyncIterator[SourceText]:
         self.calls.append(("transcribe", source_language))
+        self.prompts.append(prompt)
         if self._should_fail("transcribe"):
             raise Boom("transcription endpoint down")
         yield SourceText("hola", source_language, final=False)
@@ -93,6 +96,28 @@ async def test_a_segment_is_transcribed_once_for_every_language() -> None:
         assert audio_bytes(rec.to(lang, "audio")) == VOICE
         assert [a["last"] for a in rec.to(lang, "audio")][-1] is True
     assert not rec.to("es", "audio")
+
+
+async def test_the_transcription_is_primed_with_names_and_the_rooms_last_lines() -> None:
+    tr = Scripted()
+    it, _ = interpreter(tr)
+    await it.segment(ANA, "t1", 0, PCM, {"es", "en"}, names=["Zoë Kowalczyk", "Ana"])
+    assert tr.prompts[-1] == "Ana, Zoë Kowalczyk."  # names only: nothing said yet
+    await it.segment(ANA, "t1", 1, PCM, {"es", "en"}, names=["Zoë Kowalczyk", "Ana"])
+    assert tr.prompts[-1] == "Ana, Zoë Kowalczyk. hola a todos"
+    bob = Speaker("r1", "u2", "Bob", "en")  # an English speaker is primed with English lines
+    await it.segment(bob, "t2", 0, PCM, {"es", "en"})
+    assert tr.prompts[-1] == "Bob. [en] hola a todos [en] hola a todos"
+    assert it.prompt("other-room", "es") is None  # rooms never share context
+
+
+def test_the_prompt_keeps_the_tail_and_starts_at_a_word() -> None:
+    from babelroom.interpreting import PROMPT_CHARS, transcription_prompt
+
+    long = [" ".join(f"word{i}" for i in range(200))]
+    out = transcription_prompt(["Ana"], long)
+    assert out is not None and len(out) <= PROMPT_CHARS and out.startswith("word") and out.endswith("word199")
+    assert transcription_prompt([" ", ""], ["  "]) is None
 
 
 async def test_a_failure_is_retried_once_and_the_retry_wins() -> None:

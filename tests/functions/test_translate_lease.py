@@ -35,7 +35,8 @@ class RecordingInterpreter:
         self.fail = fail
         self.slow = 0.0
 
-    async def segment(self, speaker: Any, turn: str, index: int, pcm: bytes, languages: set[str]) -> Any:
+    async def segment(self, speaker: Any, turn: str, index: int, pcm: bytes, languages: set[str],
+                      names: Any = ()) -> Any:
         self.segments.append((turn, index, languages))
         await asyncio.sleep(self.slow)
         if self.fail:

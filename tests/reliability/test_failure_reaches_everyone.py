@@ -26,7 +26,8 @@ class BusyTranslator:
         self.transcribe_ok = transcribe_ok
         self.refuse = refuse
 
-    async def transcribe(self, pcm16: bytes, source_language: str) -> AsyncIterator[SourceText]:
+    async def transcribe(self, pcm16: bytes, source_language: str,
+                         prompt: str | None = None) -> AsyncIterator[SourceText]:
         if not self.transcribe_ok:
             raise Busy("engine queue is full")
         yield SourceText("hola a todos", source_language, True)
