@@ -43,27 +43,69 @@ def billed_units(nbytes: int) -> int:
     return max(1, -(-nbytes // 2048))
 
 
-class WpsClient:
+class Receiver:
+    """What every bench client does with a received frame: count it as the service bills it,
+    parse it, and hand each data message to `on_message(data, t_mono, nbytes)` once (by sequenceId)."""
+
+    def __init__(self, on_message: Callable[[dict[str, Any], float, int], None] | None) -> None:
+        self.on_message = on_message
+        self.traffic = Traffic()
+        self.duplicates = 0  # replayed messages dropped by sequenceId (the protocol's own dedupe)
+        self._last_seq = 0
+
+    def _receive(self, raw: str | bytes) -> tuple[dict[str, Any] | None, float, int]:
+        """The frame's JSON (None when it is not JSON), arrival time and wire size."""
+        now = time.monotonic()
+        nbytes = len(raw) if isinstance(raw, bytes) else len(raw.encode())
+        self.traffic.frames_in += 1
+        self.traffic.bytes_in += nbytes
+        try:
+            m = json.loads(raw)
+        except ValueError:
+            return None, now, nbytes
+        return (m if isinstance(m, dict) else None), now, nbytes
+
+    def _deliver(self, m: dict[str, Any], now: float, nbytes: int) -> None:
+        """A `message` frame: dropped when its sequenceId was seen, else counted and delivered."""
+        seq = m.get("sequenceId")
+        if isinstance(seq, int):
+            if seq <= self._last_seq:
+                self.duplicates += 1
+                return
+            self._last_seq = seq
+        data = m.get("data")
+        t = self.traffic
+        t.data_in += 1
+        t.data_bytes_in += nbytes
+        units = billed_units(nbytes)
+        t.billed_units_in += units
+        dtype = data.get("type", "?") if isinstance(data, dict) else "?"
+        row = t.by_type.setdefault(dtype, [0, 0, 0])
+        row[0] += 1
+        row[1] += nbytes
+        row[2] += units
+        if self.on_message is not None and isinstance(data, dict):
+            self.on_message(data, now, nbytes)
+
+
+class WpsClient(Receiver):
     """One reliable Web PubSub connection; `on_message(data, t_mono, nbytes)` sees every data message."""
 
     def __init__(self, url: str, on_message: Callable[[dict[str, Any], float, int], None] | None = None,
                  ack_timeout: float = 30.0, sequence_ack_every: float = 1.0) -> None:
+        super().__init__(on_message)
         self.url = url
-        self.on_message = on_message
         self.ack_timeout = ack_timeout
         self.sequence_ack_every = sequence_ack_every
-        self.traffic = Traffic()
         self.connection_id: str | None = None
         self.user_id: str | None = None
         self.acks_failed: list[dict[str, Any]] = []
         self.acks_ok = 0
-        self.duplicates = 0
         self.closed_reason: str | None = None
         self._ws: ClientConnection | None = None
         self._connected = asyncio.Event()
         self._next_ack = 1
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
-        self._last_seq = 0
         self._acked_seq = 0
         self._tasks: list[asyncio.Task[Any]] = []
         self._outbox: asyncio.Queue[str] = asyncio.Queue()
@@ -134,13 +176,8 @@ class WpsClient:
         assert self._ws is not None
         try:
             async for raw in self._ws:
-                now = time.monotonic()
-                nbytes = len(raw) if isinstance(raw, bytes) else len(raw.encode())
-                self.traffic.frames_in += 1
-                self.traffic.bytes_in += nbytes
-                try:
-                    m = json.loads(raw)
-                except ValueError:
+                m, now, nbytes = self._receive(raw)
+                if m is None:
                     continue
                 kind = m.get("type")
                 if kind == "system":
@@ -163,25 +200,7 @@ class WpsClient:
                     if fut is not None and not fut.done():
                         fut.set_result(m)
                 elif kind == "message":
-                    seq = m.get("sequenceId")
-                    if isinstance(seq, int):
-                        if seq <= self._last_seq:
-                            self.duplicates += 1
-                            continue
-                        self._last_seq = seq
-                    data = m.get("data")
-                    t = self.traffic
-                    t.data_in += 1
-                    t.data_bytes_in += nbytes
-                    units = billed_units(nbytes)
-                    t.billed_units_in += units
-                    dtype = data.get("type", "?") if isinstance(data, dict) else "?"
-                    row = t.by_type.setdefault(dtype, [0, 0, 0])
-                    row[0] += 1
-                    row[1] += nbytes
-                    row[2] += units
-                    if self.on_message is not None and isinstance(data, dict):
-                        self.on_message(data, now, nbytes)
+                    self._deliver(m, now, nbytes)
         except Exception as e:  # noqa: BLE001
             self.closed_reason = self.closed_reason or f"socket closed: {e!r}"
         finally:

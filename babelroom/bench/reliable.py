@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 from websockets.asyncio.client import ClientConnection, connect
 
-from .client import SUBPROTOCOL, Traffic
+from .client import SUBPROTOCOL, Receiver
 from .driver import Caption, Participant, Speaker
 
 # ------------------------------------------------------------------------------------ rooms
@@ -65,7 +65,7 @@ class _Pending:
     seq: Any = None  # an audio frame's seq, for the ack log
 
 
-class ReliableClient:
+class ReliableClient(Receiver):
     """`json.reliable.webpubsub.azure.v1` with recovery, doing what web/js/wps.js does.
 
     Every event carries an ackId and stays pending until acked; a lost socket is recovered with
@@ -80,19 +80,17 @@ class ReliableClient:
                  rejoin: Callable[[], Awaitable[str]] | None = None,
                  resend_on_fresh: Callable[[str], bool] = lambda event: event == "chat",
                  recovery_window: float = 30.0, sequence_ack_every: float = 1.0) -> None:
+        super().__init__(on_message)
         self.url = url
-        self.on_message = on_message
         self.rejoin = rejoin
         self.resend_on_fresh = resend_on_fresh
         self.recovery_window = recovery_window
         self.sequence_ack_every = sequence_ack_every
-        self.traffic = Traffic()
         self.connection_id: str | None = None
         self.reconnection_token: str | None = None
         self.user_id: str | None = None
         self.acks_ok = 0
         self.acks_failed: list[dict[str, Any]] = []
-        self.duplicates = 0  # replayed messages dropped by sequenceId (the protocol's own dedupe)
         self.closed_reason: str | None = None
         self.ack_latency: dict[str, list[float]] = {}
         self.ack_log: list[tuple[str, Any, float]] = []  # (event, seq, when) of every successful ack
@@ -107,7 +105,6 @@ class ReliableClient:
         self._next_ack = 1
         self._pending: dict[int, _Pending] = {}
         self._outbox: asyncio.Queue[int] = asyncio.Queue()
-        self._last_seq = 0
         self._acked_seq = 0
         self._closing = False
         self._task: asyncio.Task[None] | None = None
@@ -253,13 +250,8 @@ class ReliableClient:
             self.closed_reason = f"socket lost: {type(e).__name__}"
 
     def _on_frame(self, raw: str | bytes) -> None:
-        now = time.monotonic()
-        nbytes = len(raw) if isinstance(raw, bytes) else len(raw.encode())
-        self.traffic.frames_in += 1
-        self.traffic.bytes_in += nbytes
-        try:
-            m = json.loads(raw)
-        except ValueError:
+        m, now, nbytes = self._receive(raw)
+        if m is None:
             return
         kind = m.get("type")
         if kind == "system":
@@ -284,16 +276,7 @@ class ReliableClient:
             if not p.future.done():
                 p.future.set_result(m)
         elif kind == "message":
-            seq = m.get("sequenceId")
-            if isinstance(seq, int):
-                if seq <= self._last_seq:
-                    self.duplicates += 1
-                    return
-                self._last_seq = seq
-            self.traffic.data_in += 1
-            data = m.get("data")
-            if self.on_message is not None and isinstance(data, dict):
-                self.on_message(data, now, nbytes)
+            self._deliver(m, now, nbytes)
 
 
 class Member(Participant):

@@ -37,8 +37,6 @@ service would send, reading the answer the way the service reads it.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import logging
 import urllib.parse
@@ -49,7 +47,14 @@ from typing import Any
 from aiohttp import web
 
 from .gateway import ConnectionContext, ConnectResult, UserEventResult
-from .gateway.upstream import HttpUpstream, UpstreamValidationError, read_connect, read_user_event
+from .gateway.upstream import (
+    HttpUpstream,
+    UpstreamValidationError,
+    encode_states,
+    read_connect,
+    read_user_event,
+)
+from .gateway.upstream import decode_states as service_states
 from .host import FunctionHost
 from .wpsauth import connection_signature, parse_connection_string
 
@@ -141,17 +146,14 @@ class WebhookResponse:
         return self.body.decode("utf-8", "replace")
 
 
-def encode_states(states: Mapping[str, Any]) -> str:
-    """`ce-connectionState`: base64 of the JSON object of connection states."""
-    return base64.b64encode(json.dumps(dict(states), separators=(",", ":")).encode()).decode("ascii")
-
-
 def decode_states(header: str | None) -> dict[str, Any]:
+    """The extension's reading of `ce-connectionState`: absent is no state, garbage is a 400
+    (the service side, `upstream.decode_states`, tolerates garbage instead)."""
     if not header:
         return {}
-    states = json.loads(base64.b64decode(header))
-    if not isinstance(states, dict):
-        raise ValueError("ce-connectionState is not a JSON object")
+    states = service_states(header)
+    if states is None:
+        raise ValueError("ce-connectionState is not base64 of a JSON object")
     return states
 
 
@@ -290,7 +292,7 @@ class WebPubSubExtension:
             connection_id, hub = h["ce-connectionid"], h["ce-hub"]
             ce_type, event_name, origin = h["ce-type"], h["ce-eventname"], h["webhook-request-origin"]
             states = decode_states(h.get("ce-connectionstate"))
-        except (KeyError, ValueError, binascii.Error):
+        except (KeyError, ValueError):
             return WebhookResponse(400)
         event_type = "system" if ce_type.lower().startswith(SYSTEM_PREFIX) else "user"
         f = self.host.webpubsub(hub, event_type, event_name)
@@ -363,7 +365,7 @@ class FunctionEventSink(HttpUpstream):
                     content_type: str) -> tuple[int, str, bytes, dict[str, Any] | None]:
         res = await self.extension.handle("POST", self._headers(ce_type, context, content_type), body)
         raw = res.headers.get("ce-connectionState")
-        return res.status, res.content_type or "", res.body, decode_states(raw) if raw else None
+        return res.status, res.content_type or "", res.body, service_states(raw) if raw else None
 
 
 # -- the service's reading of a webhook answer (the gateway's own readers) ----------------------
@@ -371,9 +373,9 @@ class FunctionEventSink(HttpUpstream):
 
 def service_connect_result(res: WebhookResponse, token_user: str | None) -> ConnectResult:
     raw = res.headers.get("ce-connectionState")
-    return read_connect(res.status, res.body, decode_states(raw) if raw else None, token_user)
+    return read_connect(res.status, res.body, service_states(raw) if raw else None, token_user)
 
 
 def service_user_result(res: WebhookResponse) -> UserEventResult:
     raw = res.headers.get("ce-connectionState")
-    return read_user_event(res.status, res.content_type or "", res.body, decode_states(raw) if raw else None)
+    return read_user_event(res.status, res.content_type or "", res.body, service_states(raw) if raw else None)
