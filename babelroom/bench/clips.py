@@ -168,6 +168,17 @@ def _fit(pcm: bytes, low: float, high: float) -> bytes:
     return pcm[:hi]
 
 
+_TAKES = np.random.default_rng(20261206)
+
+
+def new_take(pcm: bytes) -> bytes:
+    """One play of a clip as a new take: ±1 LSB of noise (about −90 dBFS, inaudible), so no two
+    plays are the same bytes. A person never says the same samples twice; without this the
+    engine's recognition cache would serve every repeated play for free and flatter the bench."""
+    a = np.frombuffer(pcm, "<i2").astype(np.int32) + _TAKES.integers(-1, 2, len(pcm) // 2)
+    return np.clip(a, -32768, 32767).astype("<i2").tobytes()
+
+
 def frames(pcm: bytes, frame_bytes: int = 6_400) -> list[bytes]:
     """200 ms frames (the last one may be shorter), as the capture worklet produces them."""
     return [pcm[i:i + frame_bytes] for i in range(0, len(pcm), frame_bytes)]

@@ -24,7 +24,7 @@ import numpy as np
 from babelroom.segmenter import ClosedSegment, Outcome, Segmenter, new_state
 
 from .client import WpsClient
-from .clips import BYTES_PER_SECOND, Clip, frames
+from .clips import BYTES_PER_SECOND, Clip, frames, new_take
 
 
 @dataclass
@@ -167,13 +167,14 @@ class Speaker(Participant):
         """Hold the key for the whole clip at real-time pace, then release; `after_frame(seq)` runs
         right after each frame is queued (the soak drops the socket there, with frames in flight)."""
         tid = f"t{uuid.uuid4().hex[:12]}"
+        pcm = new_take(clip.pcm)
         rec = Turn(self.room, self.user_id, self.language, tid, clip.name, clip.voice, whole, clip.seconds,
-                   level=level, pcm=clip.pcm)
+                   level=level, pcm=pcm)
         start: dict[str, Any] = {"turn": tid, "whole": True} if whole else {"turn": tid}
         self.client.send_event("turn.start", start)
         rec.t_start = t0 = time.monotonic()
         captured = 0
-        fs = frames(clip.pcm)
+        fs = frames(pcm)
         for seq, f in enumerate(fs):
             captured += len(f)
             delay = t0 + captured / BYTES_PER_SECOND - time.monotonic()

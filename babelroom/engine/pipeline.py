@@ -1,10 +1,11 @@
 """The interpreter engine: VAD gate → Whisper → MT router → TTS, loaded once, shared by sessions.
 
-The translator opens one realtime session per segment *and* target language, so the same
-audio arrives several times: recognition results are cached by the hash of the committed audio
-(LRU) and a second request for audio that is still being recognized waits for the first one
-instead of running Whisper again. Work runs on a small thread pool with a bounded number of
-admitted jobs; when it is full callers get `Busy` at once rather than queueing without end.
+The translator transcribes a segment once, but a retried session sends the same audio again:
+recognition results are cached by the hash of the committed audio, language and prompt (LRU),
+and a second request for audio that is still being recognized waits for the first one instead
+of running Whisper again. Work runs on a small thread pool with a bounded number of admitted
+jobs; when it is full callers get `Busy` at once rather than queueing without end, and while
+work is waiting for a worker recognition decodes greedily (`EngineConfig.shed_beam_under_load`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any, TextIO, TypeVar
 
 import numpy as np
 
-from .asr import EMPTY, DecodeOptions, Transcript
+from .asr import EMPTY, FAST, DecodeOptions, Transcript
 from .audio import pcm16_to_float, resample
 from .models import models_dir
 
@@ -48,6 +49,10 @@ class EngineConfig:
     cache_size: int = 128
     piper: bool = True
     warm_mt: bool = False  # start every Apertium pipeline at load (≈ 70 MB each) instead of on demand
+    compute_type: str | None = None  # Whisper weights: None = int8 with VNNI, else float32 (asr.compute_type)
+    # With work waiting for a worker, recognition decodes greedily without fallback (asr.FAST):
+    # beam search is worth its cost when the engine keeps up, not when it makes everyone wait.
+    shed_beam_under_load: bool = True
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,7 @@ class Recognition:
     timings: dict[str, float]  # vad, asr (0 when served from the cache)
     cached: bool
     speech: bool  # the VAD gate found speech
+    fast: bool = False  # decoded greedily because the engine had work waiting
 
 
 @dataclass(frozen=True)
@@ -99,6 +105,8 @@ class Engine:
         self._jobs = threading.BoundedSemaphore(self.config.max_jobs)
         self._pool = concurrent.futures.ThreadPoolExecutor(self.config.workers, thread_name_prefix="engine")
         self.cache_hits = 0
+        self.admitted = 0  # jobs holding a slot (running or waiting for a worker)
+        self.fast_runs = 0  # recognitions decoded greedily under load
 
     # -- loading -------------------------------------------------------------------------------
     def _progress(self, msg: str) -> None:
@@ -135,8 +143,9 @@ class Engine:
         t = time.perf_counter()
         self.asr = WhisperASR(str(wdir), cpu_threads=self.config.cpu_threads,
                               max_new_tokens=self.config.max_new_tokens,
-                              min_window_s=self.config.asr_window_s, options=self.config.decode)
-        self._progress(f"whisper base int8 loaded {time.perf_counter() - t:.2f}s")
+                              min_window_s=self.config.asr_window_s, options=self.config.decode,
+                              compute=self.config.compute_type)
+        self._progress(f"whisper base {self.asr.compute_type} loaded {time.perf_counter() - t:.2f}s")
 
         from .mt import MTRouter, default_providers
 
@@ -207,7 +216,7 @@ class Engine:
         return {
             "status": "ok" if self.loaded else "loading",
             "models": {
-                "asr": "whisper-base int8 (faster-whisper)",
+                "asr": f"whisper-base {self.asr.compute_type} (faster-whisper)" if self.loaded else "whisper-base",
                 "vad": "silero (faster-whisper asset)",
                 "mt": sorted(self.mt.providers) if self.loaded else [],
                 "tts": {"en": "piper joe", "*": "espeak-ng"},
@@ -216,21 +225,22 @@ class Engine:
             "queue": {"max_jobs": self.config.max_jobs, "workers": self.config.workers},
             "asr_runs": self.asr.runs if self.loaded else 0,
             "asr_cache_hits": self.cache_hits,
+            "asr_fast_runs": self.fast_runs,
         }
 
     # -- synchronous stages --------------------------------------------------------------------
     def recognize_sync(self, audio: np.ndarray, language: str | None = None,
-                       prompt: str | None = None) -> Recognition:
+                       prompt: str | None = None, fast: bool = False) -> Recognition:
         """VAD gate then Whisper on 16 kHz float audio (no cache); `prompt`: names and recent
-        captions of the room, which bias Whisper's spelling and vocabulary."""
+        captions of the room, which bias Whisper's spelling and vocabulary; `fast`: greedy."""
         t = time.perf_counter()
         speech = self.vad.speech(audio)
         t_vad = time.perf_counter() - t
         if speech is None:
             return Recognition(EMPTY, {"vad": t_vad, "asr": 0.0}, False, False)
         t = time.perf_counter()
-        tr = self.asr.transcribe(speech, language or None, prompt)
-        return Recognition(tr, {"vad": t_vad, "asr": time.perf_counter() - t}, False, True)
+        tr = self.asr.transcribe(speech, language or None, prompt, FAST if fast else None)
+        return Recognition(tr, {"vad": t_vad, "asr": time.perf_counter() - t}, False, True, fast)
 
     def translate_sync(self, text: str, src: str, tgt: str) -> Translation:
         if not text or src == tgt:
@@ -251,10 +261,17 @@ class Engine:
         """Run fn on the pool if a job slot is free, else raise Busy at once."""
         if not self._jobs.acquire(blocking=False):
             raise Busy("engine queue is full")
+        self.admitted += 1
         try:
             return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
         finally:
+            self.admitted -= 1
             self._jobs.release()
+
+    @property
+    def loaded_up(self) -> bool:
+        """Work is waiting for a worker (more jobs admitted than workers run)."""
+        return self.admitted > self.config.workers
 
     @staticmethod
     def audio_key(pcm16: bytes, rate: int, language: str | None, prompt: str | None = None) -> str:
@@ -302,7 +319,11 @@ class Engine:
     def _recognize_pcm(self, pcm16: bytes, rate: int, language: str | None,
                        prompt: str | None = None) -> Recognition:
         audio = resample(pcm16_to_float(pcm16), rate, ASR_RATE)
-        return self.recognize_sync(audio, language, prompt)
+        fast = self.config.shed_beam_under_load and self.loaded_up  # read when the job starts
+        rec = self.recognize_sync(audio, language, prompt, fast)
+        if rec.fast:
+            self.fast_runs += 1
+        return rec
 
     async def translate(self, text: str, src: str, tgt: str) -> Translation:
         return await self.run(self.translate_sync, text, src, tgt)

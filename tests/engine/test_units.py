@@ -196,6 +196,32 @@ async def test_concurrent_requests_for_one_segment_run_whisper_once(engine: Engi
 
 
 @pytest.mark.slow
+async def test_a_busy_engine_decodes_greedily_and_an_idle_one_with_beams(engine: Engine) -> None:
+    """Work waiting for a worker switches recognition to greedy decoding, so the queue drains;
+    a recognition that finds the engine idle keeps the beam search."""
+    lines = ["El informe está listo.", "Mañana hablamos del presupuesto.", "La reunión fue muy corta.",
+             "Necesitamos más tiempo.", "El cliente llamó ayer."]
+    clips = [synth(engine, line, "es") for line in lines]
+    engine._cache.clear()
+    fast = engine.fast_runs
+    alone = await engine.recognize(clips[0], 24_000, "es")
+    assert not alone.fast and engine.fast_runs == fast
+    together = await asyncio.gather(*(engine.recognize(c, 24_000, "es") for c in clips[1:]))
+    # 4 jobs on 2 workers: the third starts the moment a worker frees, with 3 still admitted
+    assert any(r.fast for r in together) and engine.fast_runs > fast
+    assert all(r.transcript.text for r in together)
+
+
+def test_whisper_weights_are_int8_only_where_the_cpu_has_vnni() -> None:
+    from babelroom.engine.asr import compute_type
+
+    assert compute_type("flags : fpu sse2 avx avx2 fma") == "float32"
+    assert compute_type("flags : fpu avx2 avx512f avx512_vnni") == "int8"
+    assert compute_type("flags : avx2 avx_vnni") == "int8"
+    assert compute_type("") == "float32"
+
+
+@pytest.mark.slow
 def test_tts_outputs_24k_pcm_per_language(engine: Engine) -> None:
     for lang, text in (("en", "Good morning."), ("es", "Buenos días."), ("pt", "Bom dia."), ("fr", "Bonjour.")):
         pcm = engine.speak_sync(text, lang)
