@@ -5,7 +5,7 @@ recognition results are cached by the hash of the committed audio, language and 
 and a second request for audio that is still being recognized waits for the first one instead
 of running Whisper again. Work runs on a small thread pool with a bounded number of admitted
 jobs; when it is full callers get `Busy` at once rather than queueing without end, and while
-work is waiting for a worker recognition decodes greedily (`EngineConfig.shed_beam_under_load`).
+work is waiting for a worker recognition decodes greedily (`EngineConfig.shed_under_load`).
 """
 
 from __future__ import annotations
@@ -50,9 +50,10 @@ class EngineConfig:
     piper: bool = True
     warm_mt: bool = False  # start every Apertium pipeline at load (≈ 70 MB each) instead of on demand
     compute_type: str | None = None  # Whisper weights: None = int8 with VNNI, else float32 (asr.compute_type)
-    # With work waiting for a worker, recognition decodes greedily without fallback (asr.FAST):
-    # beam search is worth its cost when the engine keeps up, not when it makes everyone wait.
-    shed_beam_under_load: bool = True
+    # With work waiting for a worker, recognition decodes greedily without fallback (asr.FAST)
+    # and English is spoken by eSpeak NG instead of Piper: the costly choices are worth it when
+    # the engine keeps up, not when they make everyone wait.
+    shed_under_load: bool = True
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,7 @@ class Engine:
         self.cache_hits = 0
         self.admitted = 0  # jobs holding a slot (running or waiting for a worker)
         self.fast_runs = 0  # recognitions decoded greedily under load
+        self.light_voices = 0  # responses spoken with eSpeak NG instead of Piper under load
 
     # -- loading -------------------------------------------------------------------------------
     def _progress(self, msg: str) -> None:
@@ -226,6 +228,7 @@ class Engine:
             "asr_runs": self.asr.runs if self.loaded else 0,
             "asr_cache_hits": self.cache_hits,
             "asr_fast_runs": self.fast_runs,
+            "light_voices": self.light_voices,
         }
 
     # -- synchronous stages --------------------------------------------------------------------
@@ -250,8 +253,8 @@ class Engine:
             return Translation(text, tgt, False, f"no translation model for {src}→{tgt}")
         return Translation(self.mt.translate(text, src, tgt), tgt, True, None, route.describe(), route.info())
 
-    def speak_sync(self, sentence: str, language: str) -> bytes:
-        return self.tts.sentence(sentence, language)
+    def speak_sync(self, sentence: str, language: str, light: bool = False) -> bytes:
+        return self.tts.sentence(sentence, language, light)
 
     def can_speak(self, language: str) -> bool:
         return language in self.tts.languages()
@@ -319,7 +322,7 @@ class Engine:
     def _recognize_pcm(self, pcm16: bytes, rate: int, language: str | None,
                        prompt: str | None = None) -> Recognition:
         audio = resample(pcm16_to_float(pcm16), rate, ASR_RATE)
-        fast = self.config.shed_beam_under_load and self.loaded_up  # read when the job starts
+        fast = self.config.shed_under_load and self.loaded_up  # read when the job starts
         rec = self.recognize_sync(audio, language, prompt, fast)
         if rec.fast:
             self.fast_runs += 1
@@ -329,11 +332,16 @@ class Engine:
         return await self.run(self.translate_sync, text, src, tgt)
 
     async def speak(self, text: str, language: str) -> AsyncIterator[bytes]:
-        """Translated audio sentence by sentence (24 kHz PCM16)."""
+        """Translated audio sentence by sentence (24 kHz PCM16). An engine with work waiting
+        speaks this response with the light voice (one voice per response, never a switch
+        mid-utterance)."""
         from .mt import split_sentences
 
+        light = self.config.shed_under_load and self.loaded_up
+        if light:
+            self.light_voices += 1
         for sentence in split_sentences(text):
-            pcm = await self.run(self.speak_sync, sentence, language)
+            pcm = await self.run(self.speak_sync, sentence, language, light)
             if pcm:
                 yield pcm
 

@@ -212,6 +212,26 @@ async def test_a_busy_engine_decodes_greedily_and_an_idle_one_with_beams(engine:
     assert all(r.transcript.text for r in together)
 
 
+@pytest.mark.slow
+async def test_a_busy_engine_speaks_english_with_the_light_voice(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Piper costs ≈ 15x eSpeak NG a sentence: with work waiting, a whole response uses eSpeak."""
+    voices: list[bool] = []
+    real = engine.tts.sentence
+
+    def spy(text: str, language: str, light: bool = False) -> bytes:
+        voices.append(light)
+        return real(text, language, light)
+
+    monkeypatch.setattr(engine.tts, "sentence", spy)
+    text = "The meeting starts at nine. We will review the plan."
+    idle = b"".join([pcm async for pcm in engine.speak(text, "en")])
+    assert voices == [False, False] and idle
+    monkeypatch.setattr(engine, "admitted", engine.config.workers + 1)  # as if three jobs were in
+    voices.clear()
+    busy = b"".join([pcm async for pcm in engine.speak(text, "en")])
+    assert voices == [True, True] and busy and busy != idle
+
+
 def test_whisper_weights_are_int8_only_where_the_cpu_has_vnni() -> None:
     from babelroom.engine.asr import compute_type
 
