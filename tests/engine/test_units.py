@@ -213,7 +213,8 @@ async def test_a_busy_engine_decodes_greedily_and_an_idle_one_with_beams(engine:
 
 
 @pytest.mark.slow
-async def test_a_busy_engine_speaks_english_with_the_light_voice(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_busy_engine_speaks_english_with_the_light_voice(engine: Engine,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """Piper costs ≈ 15x eSpeak NG a sentence: with work waiting, a whole response uses eSpeak."""
     voices: list[bool] = []
     real = engine.tts.sentence
