@@ -121,6 +121,9 @@ class Participant:
         self.participants = 0
         self.present: set[Any] = set()
         self.errors: list[dict[str, Any]] = []
+        # (t, userId, turn, segment, code) of each `notice`: a segment that failed reaches
+        # listeners as a notice, not as a caption, and counts as answered (never silence)
+        self.notices: list[tuple[float, str, str, int, str]] = []
         self.last_message_at = time.monotonic()
         self.client = WpsClient(ticket["url"], self._on_message)
 
@@ -151,6 +154,9 @@ class Participant:
             who = (d.get("participant") or {}).get("userId") if kind == "presence.joined" else d.get("userId")
             (self.present.add if kind == "presence.joined" else self.present.discard)(who)
             self.participants = len(self.present)
+        elif kind == "notice":
+            self.notices.append((t, d.get("userId", ""), str(d.get("turn")), int(d.get("segment", -1)),
+                                 str(d.get("code"))))
         elif kind == "error":
             self.errors.append(d)
 
@@ -268,7 +274,8 @@ def turn_done(turn: Turn, listener: Participant) -> bool:
     finals = {c.segment: c for c in listener.captions
               if c.turn == turn.turn and c.final and c.language == listener.language}
     lasts = {a.segment for a in listener.audio if a.turn == turn.turn and a.last}
-    return all(g.index in finals and (g.index in lasts or not finals[g.index].translated)
+    noticed = {seg for _, _, tid, seg, _ in listener.notices if tid == turn.turn}
+    return all(g.index in noticed or (g.index in finals and (g.index in lasts or not finals[g.index].translated))
                for g in turn.segments if voiced(turn, g))
 
 

@@ -110,7 +110,8 @@ def turn_result(turn: Turn, listener: Participant) -> TurnResult:
               if c.segment == seg.index and c.final and c.translated and c.language == listener.language]
         if tr:
             trails_tr.append(min(tr) - sent)
-    notes = [c.note for c in caps if c.note]
+    notes = [c.note for c in caps if c.note] + [
+        code for _, user, tid, _, code in listener.notices if tid == turn.turn and user == turn.user]
     offs = [t for t, u, tid, active in listener.speaking if u == turn.user and tid == turn.turn and not active]
     off = min(offs) - turn.t_release if offs else None
     return TurnResult(turn, listener.name, listener.language, len(segs), tail, fc, ft, fa, la,
