@@ -268,9 +268,12 @@ class RealtimeSession(BaseSession):
                                               self._transcription_prompt())
         except Busy as exc:
             await self.error("server_busy", str(exc), error_type="rate_limited")
+            item["error"] = {"type": "rate_limited", "code": "server_busy", "message": str(exc)}
+        except Exception as exc:  # our own bug: the client hears it at once, not after its timeout
+            item["error"] = {"type": "server_error", "code": "server_error", "message": f"{type(exc).__name__}: {exc}"}
+        if "error" in item:
             await self.send({"type": "conversation.item.input_audio_transcription.failed",
-                             "item_id": item["id"], "content_index": 0,
-                             "error": {"type": "rate_limited", "code": "server_busy", "message": str(exc)}})
+                             "item_id": item["id"], "content_index": 0, "error": item["error"]})
             return None
         text = rec.transcript.text
         if text:
@@ -331,10 +334,9 @@ class RealtimeSession(BaseSession):
             source = meta.get("source_language") or self._transcription_language() or ""
             if item["kind"] == "audio":
                 rec = await asyncio.shield(item["task"])  # a cancelled response must not cancel ASR
-                if rec is None:  # recognition was refused; its error event has been sent
+                if rec is None:  # recognition failed; its error event has been sent
                     response.update(status="failed", metadata=meta or None, status_details={
-                        "type": "failed", "error": {"type": "rate_limited", "code": "server_busy",
-                                                    "message": "engine queue is full"}})
+                        "type": "failed", "error": item["error"]})
                     await self._done(response, 0, "", 0)
                     return
                 text = rec.transcript.text

@@ -113,9 +113,9 @@ async def test_the_prompt_reaches_whisper_as_previous_text(engine: Engine, base:
     seen: list[str | None] = []
     real = engine.asr.transcribe
 
-    def spy(audio: Any, language: str | None = None, prompt: str | None = None, **kw: Any) -> Any:
+    def spy(audio: Any, language: str | None = None, prompt: str | None = None, *rest: Any) -> Any:
         seen.append(prompt)
-        return real(audio, language, prompt, **kw)
+        return real(audio, language, prompt, *rest)
 
     monkeypatch.setattr(engine.asr, "transcribe", spy)
     pcm = synth(engine, "Zoë presenta el informe mañana.", "es", rate=16_000)
@@ -125,6 +125,23 @@ async def test_the_prompt_reaches_whisper_as_previous_text(engine: Engine, base:
         finals = [o for o in [o async for o in tr.transcribe(pcm, "es", prompt)] if o.final]
         assert len(finals) == 1 and "informe" in finals[0].text.lower()
     assert seen == ["Ana, Zoë Kowalczyk. Hablamos del informe trimestral.", None]
+
+
+@pytest.mark.slow
+async def test_a_recognition_that_crashes_fails_the_transcription_at_once(engine: Engine, base: str,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """An engine bug reaches the client as transcription.failed (server_error), not as silence
+    until its timeout."""
+    def broken(*args: Any) -> Any:
+        raise RuntimeError("decoder exploded")
+
+    monkeypatch.setattr(engine.asr, "transcribe", broken)
+    engine._cache.clear()
+    pcm = synth(engine, "El informe está listo.", "es", rate=16_000)
+    tr = local(base)
+    with pytest.raises(RealtimeError) as failed:
+        [o async for o in tr.transcribe(pcm, "es")]
+    assert failed.value.code == "server_error" and "decoder exploded" in str(failed.value)
 
 
 @pytest.mark.slow
