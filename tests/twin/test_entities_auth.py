@@ -50,7 +50,11 @@ async def _drained(entities: DurableEntities) -> None:
 
 
 @pytest.fixture
-async def served() -> Any:
+async def served(monkeypatch: pytest.MonkeyPatch) -> Any:
+    from azure.durable_functions.models.utils import http_utils
+
+    # the SDK keeps one aiohttp session per process; one made on an earlier test's loop is dead here
+    monkeypatch.setattr(http_utils, "_client_session", None)
     host = Host()
     entities = DurableEntities(host)  # type: ignore[arg-type]
     app = web.Application()
@@ -60,6 +64,8 @@ async def served() -> Any:
     host.durable_base_url = str(server.make_url("/"))
     yield host, entities, server
     await server.close()
+    if http_utils._client_session is not None:
+        await http_utils._client_session.close()
 
 
 async def test_the_sdk_client_signals_and_reads_through_the_binding(served: Any) -> None:
