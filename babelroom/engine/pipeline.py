@@ -272,9 +272,10 @@ class Engine:
             self._jobs.release()
 
     @property
-    def loaded_up(self) -> bool:
-        """Work is waiting for a worker (more jobs admitted than workers run)."""
-        return self.admitted > self.config.workers
+    def shedding(self) -> bool:
+        """Work is waiting for a worker (more jobs admitted than workers run) and the engine is
+        configured to choose the cheaper decode and voice then (`EngineConfig.shed_under_load`)."""
+        return self.config.shed_under_load and self.admitted > self.config.workers
 
     @staticmethod
     def audio_key(pcm16: bytes, rate: int, language: str | None, prompt: str | None = None) -> str:
@@ -322,10 +323,10 @@ class Engine:
     def _recognize_pcm(self, pcm16: bytes, rate: int, language: str | None,
                        prompt: str | None = None) -> Recognition:
         audio = resample(pcm16_to_float(pcm16), rate, ASR_RATE)
-        fast = self.config.shed_under_load and self.loaded_up  # read when the job starts
-        rec = self.recognize_sync(audio, language, prompt, fast)
+        rec = self.recognize_sync(audio, language, prompt, self.shedding)  # read when the job starts
         if rec.fast:
-            self.fast_runs += 1
+            with self._cache_lock:  # two workers may count at once
+                self.fast_runs += 1
         return rec
 
     async def translate(self, text: str, src: str, tgt: str) -> Translation:
@@ -337,7 +338,7 @@ class Engine:
         mid-utterance)."""
         from .mt import split_sentences
 
-        light = self.config.shed_under_load and self.loaded_up
+        light = self.shedding
         if light:
             self.light_voices += 1
         for sentence in split_sentences(text):

@@ -56,6 +56,11 @@ def _deep_merge(dst: dict[str, Any], src: dict[str, Any]) -> dict[str, Any]:
     return dst
 
 
+def _route_quality(route_info: dict[str, Any] | None) -> dict[str, Any]:
+    """The extra `route_quality` field our text events carry (legs, via, quality, weak), or none."""
+    return {"route_quality": route_info} if route_info else {}
+
+
 def _decode_audio(event: dict[str, Any]) -> bytes:
     audio = event.get("audio")
     if not isinstance(audio, str):
@@ -248,18 +253,20 @@ class RealtimeSession(BaseSession):
                          "previous_item_id": previous})
         item["task"] = self.spawn(self.transcribe(item))
 
-    def _transcription_language(self) -> str | None:
+    def _transcription(self, key: str) -> str | None:
+        """One setting of `session.audio.input.transcription`, if the client set it."""
         tr = self.session["audio"]["input"].get("transcription") or {}
-        lang = tr.get("language") if isinstance(tr, dict) else None
-        return lang or None
+        value = tr.get(key) if isinstance(tr, dict) else None
+        return str(value) if value else None
+
+    def _transcription_language(self) -> str | None:
+        return self._transcription("language")
 
     def _transcription_prompt(self) -> str | None:
         """`session.audio.input.transcription.prompt`: the room's names and recent captions,
         passed to Whisper as its previous-text prompt. `instructions` are the interpreter's task
         for GPT-4o, not words the speaker says, so they are not used as a prompt."""
-        tr = self.session["audio"]["input"].get("transcription") or {}
-        prompt = tr.get("prompt") if isinstance(tr, dict) else None
-        return str(prompt) if prompt else None
+        return self._transcription("prompt")
 
     async def transcribe(self, item: dict[str, Any]) -> Recognition | None:
         """Recognize a committed item once; emits the input transcription events."""
@@ -411,7 +418,7 @@ class RealtimeSession(BaseSession):
         from .mt import split_sentences
 
         ids = {"response_id": rid, "item_id": item_id, "output_index": 0, "content_index": 0}
-        rq = {"route_quality": route_info} if route_info else {}
+        rq = _route_quality(route_info)
         sentences = split_sentences(text) or [text]
         if not audio_wanted:
             for i, s in enumerate(sentences):
@@ -549,7 +556,7 @@ class TranslationSession(BaseSession):
         translation = await self.engine.translate(text, source, target)
         await self.send({"type": "session.output_transcript.delta", "delta": translation.text + " ",
                          "elapsed_ms": self._elapsed_ms(),
-                         **({"route_quality": translation.route_info} if translation.route_info else {})})
+                         **_route_quality(translation.route_info)})
         if not translation.translated:
             await self.error("no_translation_model", translation.note or f"no model for {source}→{target}",
                              error_type="invalid_request_error")
