@@ -1,4 +1,4 @@
-"""Speech recognition: Whisper base (CTranslate2 int8) on a fast path.
+"""Speech recognition: Whisper base (CTranslate2, int8 or float32 by CPU, see `compute_type`) on a fast path.
 
 faster-whisper's `transcribe()` encodes the audio twice when it detects the language; segments
 here are ≤ 30 s, so one encode, one language detection on the same encoder output and one
